@@ -1,0 +1,113 @@
+"""Python inference API: :class:`Segmenter` (configure once, segment many) and ``segment()``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import postprocess as post
+from .checkpoint import load_weights
+from .errors import ModelError
+from .io import load_any
+from .pipeline import SegmentationPipeline
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
+DEFAULT_CARD = WEIGHTS_DIR / "default.json"
+
+
+def default_weights() -> tuple[Path, str]:
+    """(path, recorded sha256) of the shipped default weights."""
+    if not DEFAULT_CARD.is_file() or not DEFAULT_WEIGHTS.is_file():
+        raise ModelError(f"{DEFAULT_WEIGHTS}: the default weights are not installed")
+    return DEFAULT_WEIGHTS, json.loads(DEFAULT_CARD.read_text())["sha256"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Segmenter:
+    """Lung segmentation with one model, loaded once.
+
+    ``model``: None for the shipped default weights, or a path to a lungseg weights file
+    or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
+    PIL image or a numpy array and returns a ``uint8`` mask of the image's own size.
+    """
+
+    def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True):
+        if model is None:
+            path, sha = default_weights()
+            network, config = load_weights(path, expected_sha256=sha)
+        else:
+            network, config = load_weights(model)
+        self.device = resolve_device(device)
+        self.config = config
+        self.threshold = float(threshold)
+        self.postprocess = postprocess
+        self.pipeline = SegmentationPipeline(network, config.get("image_size", 256), self.threshold)
+        self.pipeline.to(self.device).eval()
+
+    @torch.inference_mode()
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        prob, mask = self.pipeline(pixels[:, None])
+        return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
+
+    def _finish(self, prob, mask, labels, threshold, postprocess):
+        threshold = self.threshold if threshold is None else float(threshold)
+        if threshold != self.threshold:
+            mask = (prob > threshold).astype(np.uint8)
+        if postprocess is None:
+            postprocess = self.postprocess
+        if postprocess:
+            mask = post.clean_mask(mask)
+        return post.label_lungs(mask) if labels else mask.astype(np.uint8)
+
+    def probability(self, image) -> np.ndarray:
+        """Lung probability (float32, the image's size) before thresholding."""
+        return self._run(load_any(image)[None])[0][0]
+
+    def segment(self, image, *, labels: bool = False, threshold: float | None = None,
+                postprocess: bool | None = None) -> np.ndarray:
+        """0/1 mask (or 0/1/2 labels: 1 patient's right = image left) at the image's size."""
+        prob, mask = self._run(load_any(image)[None])
+        return self._finish(prob[0], mask[0], labels, threshold, postprocess)
+
+    def segment_many(self, images, *, batch_size: int = 4, **kwargs) -> list[np.ndarray]:
+        """Segment several images; images of equal size run through the network together."""
+        arrays = [load_any(im) for im in images]
+        out: list = [None] * len(arrays)
+        by_shape: dict = {}
+        for i, a in enumerate(arrays):
+            by_shape.setdefault(a.shape, []).append(i)
+        for idx in by_shape.values():
+            for k in range(0, len(idx), batch_size):
+                chunk = idx[k:k + batch_size]
+                prob, mask = self._run(np.stack([arrays[i] for i in chunk]))
+                for j, i in enumerate(chunk):
+                    out[i] = self._finish(prob[j], mask[j], **{"labels": False, "threshold": None,
+                                                                "postprocess": None, **kwargs})
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_segmenter(device: str) -> Segmenter:
+    return Segmenter(device=device)
+
+
+def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess: bool = True,
+            device: str = "auto") -> np.ndarray:
+    """Segment the lungs of one X-ray with the shipped default model (loaded once, cached)."""
+    return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess)
+
+
+def measure(mask_or_labels, spacing=None) -> dict:
+    """Lung areas per lung and in total (pixels; mm^2 with ``spacing``), right/left ratio."""
+    return post.measure(mask_or_labels, spacing)

@@ -1,0 +1,78 @@
+"""UNet assembly: ResNet encoder -> (optional SGA) -> decoder with a skip at every stride -> head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import SGA
+from .encoders import ResNetEncoder
+
+ATTENTIONS = ("sga", None)
+DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+class DecoderBlock(nn.Module):
+    """Upsample x2, concatenate the skip of that stride, two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = ConvBNReLU(in_ch + skip_ch, out_ch)
+        self.conv2 = ConvBNReLU(out_ch, out_ch)
+
+    def forward(self, x, skip):
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv2(self.conv1(torch.cat([x, skip], dim=1)))
+
+
+class UNet(nn.Module):
+    """Lung UNet. Input: preprocessed ``[N, 1, S, S]`` (S divisible by 32). Output: logits.
+
+    In training mode with ``attention="sga"`` the forward returns ``(logits, coarse_logits)``
+    so the coarse lung map can be supervised; in eval mode it returns the logits only.
+    """
+
+    def __init__(self, encoder: str = "resnet18", attention: str | None = "sga",
+                 decoder_channels=DEFAULT_DECODER_CHANNELS, in_channels: int = 1):
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {attention!r}; choose one of {ATTENTIONS}")
+        self.config = {"encoder": encoder, "attention": attention,
+                       "decoder_channels": list(decoder_channels), "in_channels": in_channels}
+        self.encoder = ResNetEncoder(encoder, in_channels)
+        enc = self.encoder.out_channels  # strides 1, 2, 4, 8, 16, 32
+        skips = enc[:-1][::-1]  # strides 16, 8, 4, 2, 1
+        ins = [enc[-1]] + list(decoder_channels[:-1])
+        self.decoder = nn.ModuleList(
+            DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder_channels)
+        )
+        self.attention = SGA(enc[-1], len(self.decoder)) if attention == "sga" else None
+        self.head = nn.Conv2d(decoder_channels[-1], 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor):
+        feats = self.encoder(x)
+        x = feats[-1]
+        coarse = None
+        if self.attention is not None:
+            x, coarse = self.attention(x)
+        for i, (block, skip) in enumerate(zip(self.decoder, feats[-2::-1])):
+            if coarse is not None:
+                skip = self.attention.guidance.gate(skip, coarse, i)
+            x = block(x, skip)
+        logits = self.head(x)
+        if self.training and coarse is not None:
+            return logits, coarse
+        return logits
+
+
+def create_model(encoder: str = "resnet18", attention: str | None = "sga", **kwargs) -> UNet:
+    """Build a lung UNet; ``attention=None`` (or ``"none"``) gives the plain ResNet-UNet."""
+    if isinstance(attention, str) and attention.lower() in ("none", ""):
+        attention = None
+    return UNet(encoder=encoder, attention=attention, **kwargs)

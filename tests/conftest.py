@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny models, synthetic X-rays, and the real data folder when present."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lungseg.checkpoint import save_weights
+from lungseg.models import create_model
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+warnings.filterwarnings("ignore", message=".*TorchScript.*deprecated.*")
+
+
+def needs_shared_data(name: str = "montgomery") -> Path:
+    """Path of a real data folder from ../shared/data, or skip with the reason."""
+    path = SHARED_DATA / name
+    if not (path / "index.csv").is_file():
+        pytest.skip(f"real X-ray data not present at {path} (../shared/data beside the project)")
+    return path
+
+
+def synthetic_xray(h: int = 96, w: int = 96, seed: int = 0, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+    """A crude chest-like image (two dark ellipses on a bright body) and its lung mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = np.zeros((h, w), np.uint8)
+    for cx in (0.3, 0.7):
+        e = ((xx - cx * w) / (0.16 * w)) ** 2 + ((yy - 0.5 * h) / (0.3 * h)) ** 2 <= 1
+        mask |= e.astype(np.uint8)
+    img = 0.75 - 0.45 * mask + 0.05 * rng.standard_normal((h, w))
+    img = np.clip(img, 0, 1)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    return (img * top).astype(dtype), mask
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """An untrained resnet18+SGA weights file with a 64x64 network input (fast, deterministic)."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8))
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_weights(path, model.eval(), image_size=64)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A folder-layout data set (images/, masks/, index.csv) of small synthetic X-rays."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["id,tb_label,split"]
+    for i, split in enumerate(["train"] * 6 + ["val"] * 2 + ["test"] * 2):
+        img, mask = synthetic_xray(96, 96, seed=i)
+        cv2.imwrite(str(root / "images" / f"case{i}.png"), img)
+        cv2.imwrite(str(root / "masks" / f"case{i}.png"), mask * 255)
+        rows.append(f"case{i},{i % 2},{split}")
+    (root / "index.csv").write_text("\n".join(rows) + "\n")
+    return root
