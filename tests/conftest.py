@@ -66,3 +66,38 @@ def synthetic_data(tmp_path_factory) -> Path:
         rows.append(f"case{i},{i % 2},{split}")
     (root / "index.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+# Exported tiny models, shared by tests/test_export.py and tests/test_runtime.py (each format exported once).
+EXPORT_PARITY_SIZES = ((512, 512), (1000, 800))  # (width, height); 4020x4892 runs in a slow test
+
+
+@pytest.fixture(scope="session")
+def tiny_threshold(tiny_weights) -> float:
+    """A threshold inside the untrained tiny model's probability range, so its masks are neither empty nor full."""
+    from lungseg.checkpoint import load_weights
+    from lungseg.export.parity import eager, parity_batches
+    from lungseg.pipeline import SegmentationPipeline
+
+    network, config = load_weights(tiny_weights)
+    _, pixels = next(parity_batches(None, ((512, 512),)))
+    prob, _ = eager(SegmentationPipeline(network, config["image_size"]), pixels)
+    return float(np.median(prob))
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_weights, tiny_threshold, tmp_path_factory):
+    """``exported(format)`` -> the ExportResult of the tiny model in that format, made once per session."""
+    import lungseg
+    from lungseg.export.formats import get_format
+
+    done = {}
+
+    def get(fmt: str):
+        if fmt not in done:
+            out = tmp_path_factory.mktemp(f"export-{fmt}") / f"tiny{get_format(fmt).suffixes[0]}"
+            done[fmt] = lungseg.export(tiny_weights, fmt, out, threshold=tiny_threshold,
+                                       parity_sizes=EXPORT_PARITY_SIZES)
+        return done[fmt]
+
+    return get

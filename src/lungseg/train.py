@@ -43,6 +43,7 @@ class TrainConfig:
     image_size: int = 256
     encoder: str = "resnet18"
     attention: str | None = "sga"
+    decoder_channels: list[int] | None = None  # None: the UNet default
     epochs: int = 40
     batch_size: int = 8
     lr: float = 1e-3
@@ -56,6 +57,7 @@ class TrainConfig:
     init: str | None = None
     augment: bool = True
     max_steps_per_epoch: int | None = None
+    stop_after_epoch: int | None = None  # end this invocation early (time-boxed jobs); --resume continues
     extra: dict = field(default_factory=dict)
 
 
@@ -124,7 +126,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                         num_workers=cfg.workers, drop_last=len(dataset) > cfg.batch_size * world,
                         generator=generator, persistent_workers=False)
 
-    model = create_model(cfg.encoder, cfg.attention).to(device)
+    extra = {} if cfg.decoder_channels is None else {"decoder_channels": tuple(cfg.decoder_channels)}
+    model = create_model(cfg.encoder, cfg.attention, **extra).to(device)
     if cfg.init:
         _, sd = state_from_file(safe_load(cfg.init), cfg.init)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
@@ -196,6 +199,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                 print(json.dumps(row), flush=True)
         if world > 1:
             dist.barrier()
+        if cfg.stop_after_epoch is not None and epoch + 1 >= cfg.stop_after_epoch:
+            break
     summary = {"best_val_dice": best, "epochs": cfg.epochs, "out": str(out)}
     if world > 1:
         dist.destroy_process_group()
