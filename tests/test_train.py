@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -43,10 +44,16 @@ def test_resume_without_checkpoint_is_a_clear_error(synthetic_data, tmp_path):
         train(TrainConfig(data=[str(synthetic_data)], out=str(tmp_path / "new"), resume=True, **TINY))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ddp_two_cpu_processes_gloo(synthetic_data, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "LUNGSEG_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
            "-m", "lungseg", "train", "--data", str(synthetic_data), "--out", str(out), "--image-size", "32",
            "--epochs", "2", "--batch-size", "2", "--no-augment", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

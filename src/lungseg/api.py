@@ -33,32 +33,19 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-class Segmenter:
-    """Lung segmentation with one model, loaded once.
+class BaseSegmenter:
+    """The host side of segmentation, shared by :class:`Segmenter` and :func:`lungseg.load`'s models.
 
-    ``model``: None for the shipped default weights, or a path to a lungseg weights file
-    or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
-    PIL image or a numpy array and returns a ``uint8`` mask of the image's own size.
+    A subclass sets ``threshold`` (the one its graph applies), ``postprocess`` and ``config``
+    and implements ``_run(batch [N, H, W]) -> (probability float32, mask uint8)``, both
+    ``[N, H, W]``; input reading, re-thresholding and clean-up live here once.
     """
 
-    def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True):
-        if model is None:
-            path, sha = default_weights()
-            network, config = load_weights(path, expected_sha256=sha)
-        else:
-            network, config = load_weights(model)
-        self.device = resolve_device(device)
-        self.config = config
-        self.threshold = float(threshold)
-        self.postprocess = postprocess
-        self.pipeline = SegmentationPipeline(network, config.get("image_size", 256), self.threshold)
-        self.pipeline.to(self.device).eval()
+    threshold: float
+    postprocess: bool
 
-    @torch.inference_mode()
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        prob, mask = self.pipeline(pixels[:, None])
-        return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
+        raise NotImplementedError
 
     def _finish(self, prob, mask, labels, threshold, postprocess):
         threshold = self.threshold if threshold is None else float(threshold)
@@ -97,6 +84,34 @@ class Segmenter:
         return out
 
 
+class Segmenter(BaseSegmenter):
+    """Lung segmentation with one model, loaded once.
+
+    ``model``: None for the shipped default weights, or a path to a lungseg weights file
+    or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
+    PIL image or a numpy array and returns a ``uint8`` mask of the image's own size.
+    """
+
+    def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True):
+        if model is None:
+            path, sha = default_weights()
+            network, config = load_weights(path, expected_sha256=sha)
+        else:
+            network, config = load_weights(model)
+        self.device = resolve_device(device)
+        self.config = config
+        self.threshold = float(threshold)
+        self.postprocess = postprocess
+        self.pipeline = SegmentationPipeline(network, config.get("image_size", 256), self.threshold)
+        self.pipeline.to(self.device).eval()
+
+    @torch.inference_mode()
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        prob, mask = self.pipeline(pixels[:, None])
+        return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_segmenter(device: str) -> Segmenter:
     return Segmenter(device=device)
@@ -104,7 +119,15 @@ def _cached_segmenter(device: str) -> Segmenter:
 
 def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess: bool = True,
             device: str = "auto") -> np.ndarray:
-    """Segment the lungs of one X-ray with the shipped default model (loaded once, cached)."""
+    """Segment the lungs of one X-ray with the shipped default model (loaded once, cached).
+
+    ``image``: a path to a PNG, JPEG, TIFF, BMP or DICOM file, a PIL image, or a numpy
+    array (HxW, HxWx1, HxWx3 or HxWx4; any integer or float type), in its own pixel units.
+    Returns a ``uint8`` array of the image's height and width: 0/1, or with ``labels`` 0
+    background, 1 the patient's right lung, 2 the patient's left lung (on a standard PA view
+    the patient's right lung is on the image's left). ``postprocess=False`` returns the
+    network's own thresholded mask. Bad input raises :class:`~lungseg.errors.InputError`.
+    """
     return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess)
 
 

@@ -1,7 +1,10 @@
 """Reading X-ray images and masks from files, and writing outputs atomically.
 
 ``read_image`` returns a 2-D array in the file's own pixel units (uint8, uint16 or float32);
-intensity scaling is left to :mod:`lungseg.preprocess`.
+intensity scaling is left to :mod:`lungseg.preprocess`. :func:`load_image` takes anything
+``lungseg.segment`` accepts (a path to PNG/JPEG/TIFF/BMP/DICOM, a PIL image, a numpy array)
+and returns validated pixels plus the pixel spacing where the file records one. Every
+unusable input raises :class:`~lungseg.errors.InputError` naming the input and the problem.
 """
 
 from __future__ import annotations
@@ -9,15 +12,26 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .imageheader import image_size, sniff_format
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
-MAX_PIXELS = 100_000_000  # 100 MP: well above a 4020x4892 detector image (19.7 MP)
+# Largest image accepted, in pixels: 100 MP, five times a 4020x4892 detector image (19.7 MP).
+# Files are checked from their header before decoding. Change it with ``lungseg.io.MAX_PIXELS = n``.
+MAX_PIXELS = 100_000_000
+
+
+class LoadedImage(NamedTuple):
+    """Validated 2-D pixels in their own units and the (row, column) spacing in mm, or None."""
+
+    pixels: np.ndarray
+    spacing: tuple[float, float] | None
 
 
 def to_grayscale(arr: np.ndarray, name: str = "<array>") -> np.ndarray:
@@ -36,17 +50,53 @@ def to_grayscale(arr: np.ndarray, name: str = "<array>") -> np.ndarray:
     return arr
 
 
-def read_image(path) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/BMP X-ray (8 or 16 bit, gray or colour) as a 2-D array."""
-    path = Path(path)
+def _check_size(name: str, width: int, height: int, max_pixels: int | None = None) -> None:
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if width == 0 or height == 0:
+        raise InputError(f"{name}: zero-size image ({width}x{height})")
+    if width * height > limit:
+        raise InputError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+                         "(lungseg.io.MAX_PIXELS)")
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        raise InputError(f"{path}: not a readable image (truncated, corrupt or not an image file)")
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """True when an end-of-image marker follows the last scan (entropy data cannot hold one)."""
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan != -1 and data.find(b"\xff\xd9", last_scan) != -1
+
+
+def read_image(path, max_pixels: int | None = None) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/BMP X-ray (8 or 16 bit, gray or colour) as a 2-D array.
+
+    The size is checked against ``max_pixels`` (default :data:`MAX_PIXELS`) from the
+    file's header before any pixel is decoded.
+    """
+    path = Path(path)
+    _check_file(path)
+    with open(path, "rb") as f:
+        fmt = sniff_format(f.read(32))
+        size = image_size(f)
+        if size is not None:
+            _check_size(str(path), *size, max_pixels)
+        f.seek(0)
+        data = f.read()
+    if fmt == "JPEG" and not _jpeg_complete(data):
+        raise InputError(f"{path}: truncated JPEG file (no end-of-image marker)")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    del data
+    if arr is None or arr.size == 0:
+        if fmt is None:
+            raise InputError(f"{path}: not an image file (format not recognised)")
+        raise InputError(f"{path}: truncated or corrupt {fmt} file")
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[:, :, [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]  # OpenCV gives BGR(A)
     return to_grayscale(arr, str(path))
@@ -83,37 +133,80 @@ def write_bytes_atomic(path, data: bytes) -> None:
         raise
 
 
-def load_any(image, name: str | None = None) -> np.ndarray:
-    """A path, PIL image or numpy array -> validated 2-D pixel array in its own units."""
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM by suffix, or by the 'DICM' marker after the 128-byte preamble."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return sniff_format(head) is None and head[128:132] == b"DICM"
+
+
+def _pil_to_array(image, name: str) -> np.ndarray:
+    """A PIL image of any mode -> numpy array (palette and exotic modes via RGB(A))."""
+    mode = image.mode
+    if mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA") if mode == "PA" else image.getchannel(0)
+    elif mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode not in ("1", "L", "I", "F", "RGB", "RGBA", "RGBX", "RGBa") and not mode.startswith("I;16"):
+        try:
+            image = image.convert("RGB")
+        except (ValueError, OSError) as e:
+            raise InputError(f"{name}: PIL image mode {mode} cannot be converted to gray ({e})") from e
+    try:
+        return np.asarray(image)
+    except (OSError, ValueError) as e:  # lazily loaded file that is truncated or corrupt
+        raise InputError(f"{name}: cannot read the PIL image's pixels ({e})") from e
+
+
+def load_image(image, name: str | None = None, max_pixels: int | None = None) -> LoadedImage:
+    """A path, PIL image or numpy array -> :class:`LoadedImage` (validated 2-D pixels, spacing)."""
+    spacing = None
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        arr = read_dicom(path) if path.suffix.lower() in DICOM_SUFFIXES else read_image(path)
         name = name or str(path)
+        _check_file(path)
+        if is_dicom_file(path):
+            from .dicom import read_dicom as _read_dicom
+
+            dicom = _read_dicom(path, max_pixels)
+            arr, spacing = dicom.pixels, dicom.spacing
+        else:
+            arr = read_image(path, max_pixels)
     elif hasattr(image, "mode") and hasattr(image, "size") and not isinstance(image, np.ndarray):
         name = name or "<PIL image>"
-        arr = to_grayscale(np.asarray(image), name)
+        _check_size(name, *image.size, max_pixels)
+        arr = to_grayscale(_pil_to_array(image, name), name)
     else:
         name = name or "<array>"
         arr = np.asarray(image)
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8)
+        if arr.ndim in (2, 3):
+            _check_size(name, arr.shape[1], arr.shape[0], max_pixels)
         if arr.ndim == 3 and arr.shape[2] > 4:
-            raise InputError(f"{name}: {arr.shape[2]} channels; at most 4 are supported")
+            raise InputError(f"{name}: {arr.shape[2]} channels; at most 4 are supported (HxWxC, channels last)")
         arr = to_grayscale(arr, name)
-    return validate_pixels(arr, name)
+    if arr.dtype == bool:  # a 0/1 picture (bool array, PIL mode "1")
+        arr = arr.astype(np.uint8)
+    return LoadedImage(validate_pixels(arr, name, max_pixels), spacing)
 
 
-def validate_pixels(arr: np.ndarray, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_any(image, name: str | None = None) -> np.ndarray:
+    """A path, PIL image or numpy array -> validated 2-D pixel array in its own units."""
+    return load_image(image, name).pixels
+
+
+def validate_pixels(arr: np.ndarray, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Refuse arrays that cannot be an X-ray: wrong dtype, tiny, huge, non-finite or constant."""
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise InputError(f"{name}: unsupported pixel type {arr.dtype}")
     h, w = arr.shape
-    if h == 0 or w == 0:
-        raise InputError(f"{name}: zero-size image ({w}x{h})")
+    _check_size(name, w, h, max_pixels)
     if min(h, w) < 2:
         raise InputError(f"{name}: image is {w}x{h}; at least 2 pixels per side are needed")
-    if h * w > max_pixels:
-        raise InputError(f"{name}: {w}x{h} = {h * w} pixels exceeds the limit of {max_pixels}")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise InputError(f"{name}: NaN or infinite pixel values")
     if arr.min() == arr.max():

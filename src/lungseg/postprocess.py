@@ -6,28 +6,84 @@ On a standard PA chest X-ray the patient's right lung is on the image's LEFT sid
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 MIN_COMPONENT_FRACTION = 0.02  # components smaller than 2% of the largest are noise
-_EIGHT = np.ones((3, 3), bool)
+
+# Speed on full-size X-rays (4020x4892): each step works inside the bounding box of the
+# mask's pixels, labels components with OpenCV (several times faster than scipy), fills
+# holes with one labelling of the background instead of scipy's iterated dilation, and
+# touches the label image only for the two components kept.
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Slices of the smallest box holding every non-zero pixel, or None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _label(mask: np.ndarray, connectivity: int) -> np.ndarray:
+    """Connected components numbered 1..n (OpenCV's numbering, not always raster order), 0 elsewhere."""
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
+    return labels
 
 
 def _components(mask: np.ndarray):
-    labels, n = ndimage.label(mask.astype(bool), structure=_EIGHT)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    return labels, sizes
+    """8-connected components ranked by size: (labels, sizes of labels 1..n, the two largest labels).
+
+    Of equal-sized components the one met first in raster order ranks higher. OpenCV does
+    not number components in raster order, so where sizes tie at the top the mask is
+    relabelled with ``scipy.ndimage.label``, which does.
+    """
+    labels = _label(mask, 8)
+    sizes = np.bincount(labels.ravel())[1:]
+    order = np.argsort(-sizes, kind="stable")[:3]
+    if len(np.unique(sizes[order])) < order.size:
+        labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel())[1:]
+        order = np.argsort(-sizes, kind="stable")[:3]
+    return labels, sizes, [int(i) + 1 for i in order[:2]]
+
+
+def _mean_column(component: np.ndarray, x0: int) -> float:
+    """Centroid column of a boolean crop starting at column ``x0``: exact integer sum / count."""
+    counts = component.sum(axis=0)
+    return float(counts @ np.arange(x0, x0 + counts.size)) / float(counts.sum())
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions not 4-connected to the border (as ``ndimage.binary_fill_holes``)."""
+    out = np.zeros(mask.shape, np.uint8)
+    box = _bbox(mask)
+    if box is None:
+        return out
+    # A one-pixel frame of background around the box is connected to everything outside it.
+    inside = np.pad(mask[box] == 0, 1, constant_values=True)
+    background = _label(inside, 4)  # 4-connected, like binary_fill_holes
+    out[box] = (background != background[0, 0])[1:-1, 1:-1]
+    return out
 
 
 def clean_mask(mask: np.ndarray) -> np.ndarray:
-    """Keep the two largest components (dropping specks under 2% of the largest), fill holes."""
-    labels, sizes = _components(mask)
-    if sizes.size == 0:
-        return np.zeros(mask.shape, np.uint8)
-    order = np.argsort(sizes)[::-1][:2]
-    keep = [i + 1 for i in order if sizes[i] >= MIN_COMPONENT_FRACTION * sizes[order[0]]]
-    out = np.isin(labels, keep)
-    return ndimage.binary_fill_holes(out).astype(np.uint8)
+    """Keep the two largest components (dropping specks under 2% of the largest), fill holes.
+
+    Of equal-sized components the one met first in raster order ranks higher.
+    """
+    out = np.zeros(mask.shape, np.uint8)
+    box = _bbox(mask)
+    if box is None:
+        return out
+    labels, sizes, order = _components(mask[box] != 0)
+    keep = labels == order[0]
+    if len(order) == 2 and sizes[order[1] - 1] >= MIN_COMPONENT_FRACTION * sizes[order[0] - 1]:
+        keep |= labels == order[1]
+    out[box] = keep
+    return fill_holes(out)
 
 
 def label_lungs(mask: np.ndarray) -> np.ndarray:
@@ -37,28 +93,30 @@ def label_lungs(mask: np.ndarray) -> np.ndarray:
     component that crosses the image's midline (lungs touching) is split at the column of
     least lung between its quarter points; otherwise it is labelled by its centroid's side.
     """
-    labels, sizes = _components(mask)
     out = np.zeros(mask.shape, np.uint8)
-    if sizes.size == 0:
+    box = _bbox(mask)
+    if box is None:
         return out
-    order = np.argsort(sizes)[::-1][:2] + 1
-    w = mask.shape[1]
-    if len(order) == 2:
-        cx = [ndimage.center_of_mass(labels == i)[1] for i in order]
-        left_first = cx[0] <= cx[1]
-        out[labels == order[0]] = 1 if left_first else 2
-        out[labels == order[1]] = 2 if left_first else 1
-        return out
+    x0, w = box[1].start, mask.shape[1]
+    labels, _, order = _components(mask[box] != 0)
     comp = labels == order[0]
-    cols = np.where(comp.any(axis=0))[0]
+    if len(order) == 2:
+        other = labels == order[1]
+        left_first = _mean_column(comp, x0) <= _mean_column(other, x0)
+        first, second = (1, 2) if left_first else (2, 1)
+        out[box] = comp * np.uint8(first) + other * np.uint8(second)
+        return out
+    cols = np.flatnonzero(comp.any(axis=0))
     c0, c1 = cols.min(), cols.max()
-    if c0 < w / 2 < c1:
+    if x0 + c0 < w / 2 < x0 + c1:
         a, b = c0 + (c1 - c0) // 4, c0 + 3 * (c1 - c0) // 4
         split = a + int(np.argmin(comp[:, a:b + 1].sum(axis=0)))
-        out[:, :split][comp[:, :split]] = 1
-        out[:, split:][comp[:, split:]] = 2
+        part = np.zeros(comp.shape, np.uint8)
+        part[:, :split][comp[:, :split]] = 1
+        part[:, split:][comp[:, split:]] = 2
+        out[box] = part
     else:
-        out[comp] = 1 if ndimage.center_of_mass(comp)[1] < w / 2 else 2
+        out[box] = comp * np.uint8(1 if _mean_column(comp, x0) < w / 2 else 2)
     return out
 
 

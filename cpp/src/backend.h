@@ -1,0 +1,80 @@
+// Internal interface between the C ABI (lungseg.cpp) and the inference backends.
+//
+// A backend loads one exported lungseg graph and runs it on one image: float32 pixels
+// [1, 1, H, W] in, the graph's uint8 `mask` or float32 `probability` [1, 1, H, W] out.
+// Backends report failures by throwing lungseg::detail::Error; lungseg.cpp turns every
+// exception into a status code at the ABI boundary.
+#ifndef LUNGSEG_SRC_BACKEND_H
+#define LUNGSEG_SRC_BACKEND_H
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "lungseg/lungseg.h"
+
+namespace lungseg::detail {
+
+// The exception every internal failure is reported with.
+class Error : public std::exception {
+public:
+    Error(lungseg_status status, std::string message)
+        : status_(status), message_(std::move(message)) {}
+    lungseg_status status() const noexcept { return status_; }
+    const char* what() const noexcept override { return message_.c_str(); }
+
+private:
+    lungseg_status status_;
+    std::string message_;
+};
+
+[[noreturn]] inline void fail(lungseg_status status, std::string message) {
+    throw Error(status, std::move(message));
+}
+
+// Names fixed by the exported-graph contract.
+inline constexpr const char* kInputName = "pixels";
+inline constexpr const char* kMaskName = "mask";
+inline constexpr const char* kProbabilityName = "probability";
+inline constexpr const char* kMetadataName = "lungseg.json";
+
+// The model as bytes in memory; `path` names it in messages ("<memory>" when none) and
+// lets a backend find side files (a TensorRT engine's JSON metadata).
+struct ModelSource {
+    const void* data = nullptr;
+    std::size_t size = 0;
+    std::string path;
+    bool from_file = false;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char* name() const noexcept = 0;
+
+    // Run the graph on pixels (dense float32, height * width). Exactly one of mask
+    // (height * width bytes) and probability (height * width floats) is non-null and
+    // receives that output.
+    virtual void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask,
+                     float* probability) = 0;
+
+    // The artifact's metadata as JSON object text ("{}" when none).
+    const std::string& metadata_json() const noexcept { return metadata_json_; }
+
+protected:
+    std::string metadata_json_ = "{}";
+};
+
+// Factories, each defined in its own backend_*.cpp when that backend is built.
+std::unique_ptr<Backend> create_onnxruntime_backend(const ModelSource& model,
+                                                    const lungseg_options& options);
+std::unique_ptr<Backend> create_libtorch_backend(const ModelSource& model,
+                                                 const lungseg_options& options);
+std::unique_ptr<Backend> create_tensorrt_backend(const ModelSource& model,
+                                                 const lungseg_options& options);
+
+}  // namespace lungseg::detail
+
+#endif  // LUNGSEG_SRC_BACKEND_H

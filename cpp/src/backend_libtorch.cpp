@@ -1,0 +1,144 @@
+// LibTorch backend: runs the exported TorchScript archive (CPU, or CUDA where LibTorch was
+// built with it). Kept to this one translation unit because LibTorch headers compile slowly.
+//
+// The archive's forward(pixels) returns (probability, mask) as SegmentationPipeline does;
+// outputs are told apart by dtype (uint8/bool mask, floating probability), and a dict with
+// keys "mask" and "probability" is accepted too. Metadata is the archive's extra file
+// "lungseg.json". TorchScript inference is thread-safe, so concurrent calls run in parallel.
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend.h"
+
+namespace lungseg::detail {
+namespace {
+
+// The model bytes, read by TorchScript's archive reader without a copy.
+class MemoryReader final : public caffe2::serialize::ReadAdapterInterface {
+public:
+    MemoryReader(const void* data, std::size_t size) : data_(static_cast<const char*>(data)), size_(size) {}
+    std::size_t size() const override { return size_; }
+    std::size_t read(uint64_t pos, void* buf, std::size_t n, const char*) const override {
+        if (pos >= size_) return 0;
+        const std::size_t k = std::min<std::size_t>(n, size_ - static_cast<std::size_t>(pos));
+        std::memcpy(buf, data_ + pos, k);
+        return k;
+    }
+
+private:
+    const char* data_;
+    std::size_t size_;
+};
+
+std::string torch_message(const std::exception& e) {
+    if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
+    return e.what();
+}
+
+class LibTorchBackend final : public Backend {
+public:
+    LibTorchBackend(const ModelSource& model, const lungseg_options& options) : device_(torch::kCPU) {
+        if (options.device == LUNGSEG_DEVICE_CUDA) {
+            if (!torch::cuda::is_available())
+                fail(LUNGSEG_ERROR_UNSUPPORTED, "CUDA was requested but this LibTorch has no usable CUDA device");
+            if (options.device_index >= static_cast<int>(torch::cuda::device_count()))
+                fail(LUNGSEG_ERROR_UNSUPPORTED, "CUDA device " + std::to_string(options.device_index) + " does not exist (" +
+                                                    std::to_string(torch::cuda::device_count()) + " found)");
+            device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.device_index));
+        }
+        if (options.num_threads > 0) at::set_num_threads(options.num_threads);  // process-wide (documented)
+        torch::jit::ExtraFilesMap extra{{kMetadataName, ""}};
+        try {
+            module_ = torch::jit::load(std::make_shared<MemoryReader>(model.data, model.size), device_, extra);
+        } catch (const std::exception& e) {
+            fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "' could not be loaded as a TorchScript archive: " + torch_message(e));
+        }
+        module_.eval();
+        const auto forward = module_.find_method("forward");
+        if (!forward || forward->function().getSchema().arguments().size() != 2)
+            fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "' is not a lungseg graph: it has no forward(pixels) method");
+        if (!extra[kMetadataName].empty()) metadata_json_ = extra[kMetadataName];
+    }
+
+    const char* name() const noexcept override { return "libtorch"; }
+
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) override {
+        const auto count = static_cast<std::size_t>(height * width);
+        try {
+            c10::InferenceMode guard;
+            at::Tensor input = torch::from_blob(const_cast<float*>(pixels), {1, 1, height, width}, torch::kFloat32);
+            if (device_.is_cuda()) input = input.to(device_);
+            const c10::IValue out = module_.forward({input});
+            at::Tensor wanted = pick_output(out, mask != nullptr);
+            if (wanted.numel() != static_cast<int64_t>(count) || wanted.dim() != 4)
+                fail(LUNGSEG_ERROR_INFERENCE, "the TorchScript model returned a tensor of shape " + shape_text(wanted) +
+                                                  " for a 1x1x" + std::to_string(height) + "x" + std::to_string(width) + " input");
+            if (mask != nullptr) {
+                wanted = wanted.to(torch::kCPU, torch::kUInt8).contiguous();
+                std::memcpy(mask, wanted.data_ptr<uint8_t>(), count);
+            } else {
+                wanted = wanted.to(torch::kCPU, torch::kFloat32).contiguous();
+                std::memcpy(probability, wanted.data_ptr<float>(), count * sizeof(float));
+            }
+        } catch (const Error&) {
+            throw;
+        } catch (const std::exception& e) {
+            fail(LUNGSEG_ERROR_INFERENCE, "LibTorch failed on a " + std::to_string(width) + "x" + std::to_string(height) +
+                                              " image: " + torch_message(e));
+        }
+    }
+
+private:
+    static std::string shape_text(const at::Tensor& t) {
+        std::string s = "[";
+        for (int64_t k = 0; k < t.dim(); ++k) s += (k ? "," : "") + std::to_string(t.size(k));
+        return s + "]";
+    }
+
+    // The mask (uint8/bool) or the probability (floating) among the outputs.
+    static at::Tensor pick_output(const c10::IValue& out, bool want_mask) {
+        std::vector<at::Tensor> tensors;
+        if (out.isTuple()) {
+            for (const auto& e : out.toTupleRef().elements())
+                if (e.isTensor()) tensors.push_back(e.toTensor());
+        } else if (out.isGenericDict()) {
+            for (const auto& kv : out.toGenericDict()) {
+                if (kv.key().isString() && kv.key().toStringRef() == (want_mask ? kMaskName : kProbabilityName) &&
+                    kv.value().isTensor())
+                    return kv.value().toTensor();
+            }
+        } else if (out.isTensor()) {
+            tensors.push_back(out.toTensor());
+        }
+        for (const auto& t : tensors) {
+            const bool is_mask = t.scalar_type() == torch::kUInt8 || t.scalar_type() == torch::kBool;
+            if (want_mask ? is_mask : t.is_floating_point()) return t;
+        }
+        fail(LUNGSEG_ERROR_INFERENCE, std::string("the TorchScript model returned no ") +
+                                          (want_mask ? "uint8 mask" : "floating-point probability") +
+                                          " tensor: not a lungseg graph (expected forward(pixels) -> (probability, mask))");
+    }
+
+    torch::jit::Module module_;
+    torch::Device device_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> create_libtorch_backend(const ModelSource& model, const lungseg_options& options) {
+    try {
+        return std::make_unique<LibTorchBackend>(model, options);
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "': LibTorch: " + torch_message(e));
+    }
+}
+
+}  // namespace lungseg::detail

@@ -1,0 +1,36 @@
+// Host-side mask clean-up: the C++ twin of src/lungseg/postprocess.py.
+//
+// Both are pinned by the shared golden fixtures in cpp/tests/fixtures (checked by pytest
+// and by ctest). The rules, step by step as in Python:
+//
+// clean_mask: label the 8-connected components of the non-zero pixels; keep the two
+//   largest, the second only when it has at least MIN_COMPONENT_FRACTION (2%) of the
+//   largest's pixels; fill holes (background not 4-connected to the image border).
+// label_lungs: label the 8-connected components; with two or more, the two largest are
+//   labelled by the column of their centroid: the one further left (or equal) is 1 (the
+//   patient's right), the other 2; everything else 0. With exactly one component: if its
+//   columns span the image's midline (c0 < W/2 < c1), it is split at the column of least
+//   lung between its quarter points a = c0 + (c1-c0)/4 and b = c0 + 3(c1-c0)/4 (the first
+//   such column): columns left of the split are 1, the rest 2; otherwise the component is
+//   1 when its centroid's column is left of W/2, else 2.
+//
+// Ranking of components: by size, largest first; among equal sizes the component met
+// first in raster order ranks first (numpy's argsort(-sizes, kind="stable")).
+#ifndef LUNGSEG_SRC_POSTPROCESS_H
+#define LUNGSEG_SRC_POSTPROCESS_H
+
+#include <cstdint>
+
+namespace lungseg::detail {
+
+inline constexpr double kMinComponentFraction = 0.02;
+
+// In place: any non-zero pixel is lung; the result is 0/1. height * width < 2^31.
+void clean_mask(uint8_t* mask, int64_t height, int64_t width);
+
+// In place: any non-zero pixel is lung; the result is 0/1/2.
+void label_lungs(uint8_t* mask, int64_t height, int64_t width);
+
+}  // namespace lungseg::detail
+
+#endif  // LUNGSEG_SRC_POSTPROCESS_H

@@ -1,0 +1,22 @@
+/* lungseg.h is plain C: this file is compiled as C99 with pedantic warnings as errors. */
+#include <stdio.h>
+#include <string.h>
+
+#include "lungseg/lungseg.h"
+
+int main(void) {
+    lungseg_options options;
+    lungseg_segmenter* seg = NULL;
+    unsigned char mask[8] = {1, 0, 0, 1, 1, 0, 0, 1}; /* 4x2: two separate columns */
+    int failures = 0;
+
+    lungseg_options_init(&options);
+    options.num_threads = 1;
+    if (lungseg_create("/nonexistent/model.onnx", &options, &seg) != LUNGSEG_ERROR_IO || seg != NULL) ++failures;
+    if (strstr(lungseg_last_error(), "/nonexistent/model.onnx") == NULL) ++failures;
+    if (lungseg_postprocess(mask, 4, 2, LUNGSEG_SEGMENT_LABELS) != LUNGSEG_OK) ++failures;
+    if (!(mask[0] == 1 && mask[4] == 1 && mask[3] == 2 && mask[7] == 2)) ++failures; /* image left = 1 */
+    lungseg_destroy(seg);
+    printf("test_c_api: %s (lungseg %s)\n", failures ? "FAILED" : "all checks passed", lungseg_version());
+    return failures ? 1 : 0;
+}

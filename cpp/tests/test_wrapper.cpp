@@ -1,0 +1,70 @@
+// The header-only C++ wrapper: RAII ownership, moves, exceptions carrying status and message.
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lungseg/lungseg.hpp"
+#include "test_models.h"
+#include "test_support.h"
+
+namespace {
+
+template <class F>
+lungseg_status status_of(F&& f) {
+    try {
+        f();
+    } catch (const lungseg::Error& e) {
+        return e.status();
+    }
+    return LUNGSEG_OK;
+}
+
+}  // namespace
+
+int main() {
+    const std::string model = lungseg_test::make_onnx_model();
+    lungseg::Options options;
+    options.num_threads = 1;
+    lungseg::Segmenter seg = lungseg::Segmenter::from_memory(model.data(), model.size(), options);
+    CHECK(seg.backend_name() == "onnxruntime");
+    CHECK(seg.metadata("version").value_or("") == "test");
+    CHECK(!seg.metadata("absent").has_value());
+    CHECK(seg.metadata_json().find("\"image_size\"") != std::string::npos);
+
+    const uint32_t w = 32, h = 24;
+    std::vector<uint16_t> img(w * h);
+    for (uint32_t i = 0; i < w * h; ++i) img[i] = static_cast<uint16_t>((i % w) < w / 2 ? 100 : 60000);
+    const std::vector<uint8_t> raw = seg.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW);
+    CHECK(raw.size() == w * h && raw[0] == 0 && raw[w - 1] == 1);
+    const std::vector<uint8_t> labels = seg.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_LABELS);
+    CHECK(labels[w - 1] == 2);  // one component right of the midline: patient's left lung
+    const std::vector<float> prob = seg.probability(img.data(), w, h);
+    CHECK(prob.size() == w * h && prob[0] < 0.5f && prob[w - 1] > 0.5f);
+    std::vector<uint8_t> copy = raw;
+    lungseg::postprocess(copy, w, h, LUNGSEG_SEGMENT_LABELS);
+    CHECK(copy == labels);
+
+    // Errors become lungseg::Error with the status and the library's message.
+    try {
+        lungseg::Segmenter missing("/nonexistent/model.onnx");
+        CHECK(false);
+    } catch (const lungseg::Error& e) {
+        CHECK(e.status() == LUNGSEG_ERROR_IO);
+        CHECK(std::string(e.what()).find("/nonexistent/model.onnx") != std::string::npos);
+    }
+    CHECK(status_of([&] { seg.segment(img.data(), w, h, 3); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { seg.segment(img.data(), 200000, 200000); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
+    std::vector<uint8_t> small(3);
+    CHECK(status_of([&] { lungseg::postprocess(small, 2, 2); }) == LUNGSEG_ERROR_BUFFER_TOO_SMALL);
+
+    // Move-only ownership: the moved-from wrapper holds nothing and is safe to destroy.
+    lungseg::Segmenter moved = std::move(seg);
+    CHECK(seg.handle() == nullptr && moved.handle() != nullptr);
+    CHECK(moved.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
+    lungseg::Segmenter other = lungseg::Segmenter::from_memory(model.data(), model.size());
+    other = std::move(moved);
+    CHECK(other.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
+    CHECK(lungseg::backend_available(lungseg::Backend::OnnxRuntime));
+    return lungseg_test::finish("test_wrapper");
+}

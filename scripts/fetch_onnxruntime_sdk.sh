@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Assemble an ONNX Runtime C/C++ SDK (include/ + lib/, the layout of an official release
+# tarball) for building the lungseg C++ runtime on Debian 12, where ONNX Runtime has no
+# package:
+#   - the library from the onnxruntime pip wheel installed in the active Python
+#     (onnxruntime/capi/libonnxruntime.so.1.*, which carries the whole C API);
+#   - the headers from Debian 13's libonnxruntime-dev .deb, fetched with `apt-get download`
+#     through a separate, private APT configuration (the system's sources are untouched).
+# ONNX Runtime's C API is versioned: headers of API version N work with any library that
+# provides N or later, which the script checks.
+#
+# Usage: scripts/fetch_onnxruntime_sdk.sh [DEST]        (default: build/onnxruntime-sdk)
+# Then:  cmake -S . -B build/cpp -DONNXRUNTIME_ROOT=DEST (the default place is found without it)
+#
+# Environment:
+#   PYTHON                     interpreter whose onnxruntime wheel supplies the library (default: python3)
+#   ORT_HEADERS_DEB            a libonnxruntime-dev .deb already on disk (skips the download)
+#   ORT_HEADERS_SUITE          Debian suite to take the headers from (default: trixie)
+#   ORT_HEADERS_MIRROR         Debian mirror (default: the first 'debian' URI in this system's APT sources)
+# Elsewhere, point CMake at an official ONNX Runtime release instead: -DONNXRUNTIME_ROOT=/path/to/onnxruntime-linux-x64-1.x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEST=${1:-build/onnxruntime-sdk}
+PYTHON=${PYTHON:-python3}
+SUITE=${ORT_HEADERS_SUITE:-trixie}
+system_mirror() {  # the Debian archive this machine's APT already uses
+    { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+      grep -h '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'; } |
+        grep -v -e security -e '^\[' | head -n 1
+}
+MIRROR=${ORT_HEADERS_MIRROR:-$(system_mirror)}
+
+say() { echo "fetch_onnxruntime_sdk: $*"; }
+die() { echo "fetch_onnxruntime_sdk: error: $*" >&2; exit 1; }
+[ -n "$MIRROR" ] || [ -n "${ORT_HEADERS_DEB:-}" ] || die "no Debian mirror found in the APT sources; set ORT_HEADERS_MIRROR"
+
+# 1. The library from the pip wheel.
+CAPI=$("$PYTHON" - <<'EOF' 2>/dev/null
+import pathlib, onnxruntime
+print(pathlib.Path(onnxruntime.__file__).parent / "capi")
+EOF
+) || die "'$PYTHON' cannot import onnxruntime; install it first (pip install onnxruntime, or the project's .[dev] extra)"
+LIB=$(ls "$CAPI"/libonnxruntime.so.1.* 2>/dev/null | head -n 1)
+[ -n "$LIB" ] || die "no libonnxruntime.so.1.* in $CAPI"
+LIB_VERSION=${LIB##*/libonnxruntime.so.}
+LIB_API=$(echo "$LIB_VERSION" | cut -d. -f2)
+
+mkdir -p "$DEST/lib" "$DEST/include"
+if ! cmp -s "$LIB" "$DEST/lib/libonnxruntime.so.$LIB_VERSION"; then
+    rm -f "$DEST"/lib/libonnxruntime.so*
+    cp "$LIB" "$DEST/lib/libonnxruntime.so.$LIB_VERSION"
+    [ -f "$CAPI/libonnxruntime_providers_shared.so" ] && cp "$CAPI/libonnxruntime_providers_shared.so" "$DEST/lib/"
+fi
+ln -sf "libonnxruntime.so.$LIB_VERSION" "$DEST/lib/libonnxruntime.so.1"
+ln -sf "libonnxruntime.so.1" "$DEST/lib/libonnxruntime.so"
+say "library libonnxruntime.so.$LIB_VERSION (C API up to $LIB_API) from $CAPI"
+
+# 2. The headers from Debian's libonnxruntime-dev.
+if [ ! -f "$DEST/include/onnxruntime_c_api.h" ]; then
+    WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+    DEB=${ORT_HEADERS_DEB:-}
+    if [ -z "$DEB" ]; then
+        command -v apt-get >/dev/null || die "apt-get not found; set ORT_HEADERS_DEB or use an official release (-DONNXRUNTIME_ROOT)"
+        mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial"
+        KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+        echo "deb [signed-by=$KEYRING] $MIRROR $SUITE main" > "$WORK/apt/sources.list"
+        APT_OPTS=(-o "Dir::Etc::SourceList=$WORK/apt/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
+                  -o "Dir::State::Lists=$WORK/apt/lists" -o "Dir::Cache=$WORK/apt/cache"
+                  -o "Dir::State::Status=/dev/null" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=$(id -un)"
+                  -o "Acquire::Languages=none" -o "APT::Architecture=amd64" -q)
+        say "downloading libonnxruntime-dev from $MIRROR $SUITE (private APT configuration)"
+        apt-get "${APT_OPTS[@]}" update >/dev/null || die "apt-get update of $SUITE failed"
+        (cd "$WORK" && apt-get "${APT_OPTS[@]}" download libonnxruntime-dev >/dev/null) \
+            || die "apt-get download libonnxruntime-dev failed"
+        DEB=$(ls "$WORK"/libonnxruntime-dev_*.deb)
+    fi
+    dpkg-deb -x "$DEB" "$WORK/deb"
+    cp -r "$WORK"/deb/usr/include/onnxruntime/. "$DEST/include/"
+    basename "$DEB" > "$DEST/include/HEADERS_FROM"
+fi
+HEADER_API=$(sed -n 's/^#define ORT_API_VERSION \([0-9]*\).*/\1/p' "$DEST/include/onnxruntime_c_api.h")
+[ -n "$HEADER_API" ] || die "cannot read ORT_API_VERSION from $DEST/include/onnxruntime_c_api.h"
+[ "$HEADER_API" -le "$LIB_API" ] || die "headers need C API $HEADER_API but the library $LIB_VERSION provides only $LIB_API"
+say "headers with C API version $HEADER_API ($(cat "$DEST/include/HEADERS_FROM" 2>/dev/null || echo given))"
+printf 'library %s\nheaders_api %s\n' "$LIB_VERSION" "$HEADER_API" > "$DEST/VERSION"
+say "SDK ready in $DEST"

@@ -1,0 +1,143 @@
+"""Export the deploy module (preprocessing + network + graph postprocessing) to TorchScript, ONNX or TensorRT.
+
+``lungseg.export(format="onnx", output="lung.onnx")`` writes one self-contained artifact:
+raw pixels ``[N, 1, H, W]`` in, probability and uint8 mask at the input's size out, with
+its metadata inside (see :mod:`lungseg.export.metadata`). It then runs the artifact with
+:mod:`lungseg.runtime` and compares it with the eager model (:mod:`lungseg.export.parity`);
+an artifact that fails that check is deleted and the export raises :class:`ModelError`.
+
+One module per format (``torchscript``, ``onnx``, ``tensorrt``), one table of formats
+(:data:`FORMATS`). This package can be called: ``lungseg.export(...)`` is :func:`export`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, ModelError
+from .formats import FORMATS, Format, get_format
+from .onnx import DEFAULT_OPSET
+from .tensorrt import DEFAULT_MAX_SHAPE, DEFAULT_MIN_SHAPE, DEFAULT_OPT_SHAPE, check_profile, sidecar_path
+
+__all__ = ["export", "ExportOptions", "ExportResult", "FORMATS", "Format", "get_format"]
+
+
+@dataclass
+class ExportOptions:
+    """Options of the exporters; each format reads the ones it uses."""
+
+    opset: int = DEFAULT_OPSET                  # onnx, trt
+    fp16: bool = False                          # trt
+    device: str = "cpu"                         # torchscript: the device it is traced on (and runs on)
+    min_shape: tuple = DEFAULT_MIN_SHAPE        # trt optimization profile, [N, 1, H, W]
+    opt_shape: tuple = DEFAULT_OPT_SHAPE
+    max_shape: tuple = DEFAULT_MAX_SHAPE
+    workspace_gib: float | None = None          # trt builder workspace limit
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    metadata: dict
+    parity: list[dict] | None = field(default=None)
+
+
+def check_output_path(fmt: Format, output) -> Path:
+    """The output path, refused early (before any work) when it cannot hold this format."""
+    path = Path(output)
+    if path.suffix.lower() not in fmt.suffixes:
+        raise InputError(f"{path}: {fmt.name} files end in {' or '.join(fmt.suffixes)}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name")
+    parent = path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{path}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: folder {existing} is not writable")
+    return path
+
+
+def _artifact_files(fmt: Format, path: Path) -> list[Path]:
+    return [path, sidecar_path(path)] if fmt.name == "trt" else [path]
+
+
+def export(model=None, format: str = "onnx", output=None, *, threshold: float = 0.5, check: bool = True,
+           parity_images=None, parity_sizes=None, **options) -> ExportResult:
+    """Export a lungseg model and check it against the eager model.
+
+    ``model``: a weights file (None: the shipped default weights). ``format``: torchscript,
+    onnx or trt (aliases tensorrt, engine). ``output``: the artifact's path, whose suffix
+    must fit the format. ``options``: :class:`ExportOptions` fields (opset, fp16, device,
+    min_shape/opt_shape/max_shape, workspace_gib). ``check``: run the parity check on
+    ``parity_images`` (2-D arrays; None: synthetic X-rays) at ``parity_sizes`` (WxH tuples).
+    """
+    from ..api import default_weights
+    from ..checkpoint import load_weights, sha256_file
+    from ..pipeline import SegmentationPipeline
+    from ..runtime import open_backend
+    from .metadata import build_metadata
+    from .parity import PARITY_SIZES, check_parity
+
+    fmt = get_format(format)
+    if output is None:
+        raise InputError("no output file given")
+    path = check_output_path(fmt, output)
+    unknown = set(options) - set(ExportOptions.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"unknown export option(s): {', '.join(sorted(unknown))}")
+    opts = ExportOptions(**options)
+    if opts.fp16 and fmt.name != "trt":
+        raise InputError("fp16 is offered for the trt format only")
+    if fmt.name == "trt":
+        from ..extras import require_tensorrt
+
+        check_profile(opts.min_shape, opts.opt_shape, opts.max_shape)
+        require_tensorrt("TensorRT export")
+    elif fmt.name == "onnx":
+        from ..extras import require_onnx_export, require_onnxruntime
+
+        require_onnx_export()
+        require_onnxruntime()
+
+    if model is None:
+        weights, sha = default_weights()
+        network, config = load_weights(weights, expected_sha256=sha)
+    else:
+        weights = Path(model)
+        network, config = load_weights(weights)
+        sha = sha256_file(weights)
+    pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold).eval()
+    metadata = build_metadata(fmt.name, config, sha, threshold)
+    metadata = fmt.exporter(pipeline, path, metadata, opts)
+
+    parity = None
+    if check:
+        pipeline.to("cpu")
+        try:
+            backend = open_backend(path, device=opts.device if fmt.name == "torchscript" else "auto")
+            parity = check_parity(pipeline, backend, metadata["precision"], parity_images,
+                                  parity_sizes or PARITY_SIZES)
+            failed = [row for row in parity if not row["ok"]]
+            if failed:
+                raise ModelError(f"{path}: differs from the eager model, so it was deleted: {failed}")
+        except BaseException:  # an artifact that was not shown to match is not left behind
+            for p in _artifact_files(fmt, path):
+                p.unlink(missing_ok=True)
+            raise
+    return ExportResult(path, fmt.name, metadata, parity)
+
+
+class _CallablePackage(types.ModuleType):
+    """Lets ``lungseg.export(...)`` call :func:`export` while ``lungseg.export.<module>`` stays a package."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -1,0 +1,100 @@
+"""One API for every model file: ``lungseg.load(path)`` -> an object with ``segment``/``segment_many``.
+
+The backend is chosen from the file: ``.onnx`` runs with ONNX Runtime, ``.engine`` with
+TensorRT, a TorchScript archive (``.torchscript``, or ``.pt`` holding one) with torch. A
+``.pt``/``.pth`` that holds lungseg weights (a ``torch.save`` dict) gives the eager
+:class:`~lungseg.api.Segmenter`. ``.pt`` is told apart by content: a TorchScript archive is
+a zip with ``code/`` and ``constants.pkl`` entries, a ``torch.save`` file has neither.
+Anything else raises :class:`~lungseg.errors.ModelError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..api import BaseSegmenter, Segmenter
+from ..errors import ModelError
+from ..export.formats import FORMATS, get_format
+
+WEIGHTS_SUFFIXES = (".pt", ".pth")
+
+__all__ = ["load", "open_backend", "model_kind", "RuntimeSegmenter"]
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+def model_kind(path) -> str:
+    """``weights``, or the name of the format in :data:`lungseg.export.FORMATS` that ``path`` holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    suffix = path.suffix.lower()
+    known = sorted({s for f in FORMATS for s in f.suffixes} | set(WEIGHTS_SUFFIXES))
+    if suffix not in known:
+        raise ModelError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; expected {', '.join(known)}")
+    if suffix not in (".pt", ".pth", ".torchscript"):
+        return next(f.name for f in FORMATS if suffix in f.suffixes)
+    names = _zip_names(path)
+    if names and any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+        return "torchscript"
+    if suffix == ".torchscript":
+        raise ModelError(f"{path}: not a TorchScript archive (no code/ or constants.pkl inside)")
+    return "weights"  # a torch.save file (zip or legacy pickle); checkpoint.load_weights validates it
+
+
+def open_backend(path, device: str = "auto"):
+    """The runtime backend for an exported model: ``backend(pixels [N,1,H,W] float32) -> (prob, mask)``."""
+    kind = model_kind(path)
+    if kind == "weights":
+        raise ModelError(f"{path}: a weights file, not an exported model; use lungseg.load or Segmenter")
+    module = importlib.import_module(f"{__name__}.{get_format(kind).backend}")
+    return module.Backend(path, device=device)
+
+
+class RuntimeSegmenter(BaseSegmenter):
+    """An exported model (TorchScript, ONNX, TensorRT) with :class:`~lungseg.api.Segmenter`'s API.
+
+    ``threshold`` None keeps the threshold baked into the graph (``metadata["threshold"]``);
+    another value re-thresholds the graph's probability on the host.
+    """
+
+    def __init__(self, backend, threshold: float | None = None, postprocess: bool = True):
+        self.backend = backend
+        self.path = backend.path
+        self.metadata = backend.metadata
+        self.device = backend.device
+        self.config = {**self.metadata.get("model", {}), "image_size": self.metadata["image_size"]}
+        self._graph_threshold = float(self.metadata["threshold"])
+        self.threshold = self._graph_threshold if threshold is None else float(threshold)
+        self.postprocess = postprocess
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pixels = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+        step = getattr(self.backend, "max_batch", None) or len(pixels)  # a TensorRT profile caps N
+        parts = [self.backend(pixels[k:k + step]) for k in range(0, len(pixels), step)]
+        prob = np.concatenate([p for p, _ in parts])[:, 0]
+        mask = np.concatenate([m for _, m in parts])[:, 0]
+        if self.threshold != self._graph_threshold:
+            mask = (prob > self.threshold).astype(np.uint8)
+        return prob, mask
+
+    def __repr__(self) -> str:
+        return f"RuntimeSegmenter({str(self.path)!r}, backend={self.backend.name}, device={self.device})"
+
+
+def load(path, device: str = "auto", threshold: float | None = None, postprocess: bool = True):
+    """Load any lungseg model file: weights (eager torch), TorchScript, ONNX or a TensorRT engine."""
+    if model_kind(path) == "weights":
+        return Segmenter(path, device=device, threshold=0.5 if threshold is None else threshold,
+                         postprocess=postprocess)
+    return RuntimeSegmenter(open_backend(path, device), threshold=threshold, postprocess=postprocess)

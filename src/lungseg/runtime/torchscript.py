@@ -1,0 +1,65 @@
+"""Run a TorchScript archive made by ``lungseg export --format torchscript`` with torch."""
+
+from __future__ import annotations
+
+import contextlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from ..export.metadata import METADATA_NAME, check_metadata
+from ..export.torchscript import quiet_torchscript
+
+
+def read_extra_file(path, name: str = METADATA_NAME) -> str | None:
+    """The extra file ``name`` of a TorchScript archive (a zip), without loading the module."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            entry = next((n for n in z.namelist() if n.endswith(f"/extra/{name}")), None)
+            return z.read(entry).decode() if entry else None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelError(f"{path}: not a TorchScript archive ({e})") from e
+
+
+class Backend:
+    """``backend(pixels float32 [N, 1, H, W]) -> (probability float32, mask uint8)``, numpy in and out.
+
+    The archive runs on the device it was traced on (``device`` in its metadata): the
+    traced resize creates its weights there.
+    """
+
+    name = "torchscript"
+
+    def __init__(self, path, device: str = "auto"):
+        self.path = Path(path)
+        self.metadata = check_metadata(read_extra_file(self.path), self.path)
+        traced = self.metadata.get("device", "cpu")
+        want = torch.device(traced if device == "auto" else device)
+        if want.type != traced:
+            raise ModelError(f"{self.path}: this TorchScript archive was traced on {traced} and runs only there; "
+                             f"export it again with --device {want.type}")
+        if want.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"{self.path}: this TorchScript archive runs on CUDA, and torch sees no CUDA device")
+        try:
+            with quiet_torchscript():
+                self.module = torch.jit.load(str(self.path), map_location=want).eval()
+        except Exception as e:  # torch raises RuntimeError/ValueError/... for damaged archives
+            raise ModelError(f"{self.path}: not a loadable TorchScript archive ({type(e).__name__}: {e})") from e
+        self.device = want
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with _fp32_convolutions(self.device):
+            prob, mask = self.module(torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device))
+        return prob.float().cpu().numpy(), mask.cpu().numpy()
+
+
+def _fp32_convolutions(device: torch.device):
+    """cuDNN convolutions in true float32 (torch lets them use TF32 by default) for this block only."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    c = torch.backends.cudnn
+    return c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic, allow_tf32=False)

@@ -1,0 +1,151 @@
+"""DICOM reading: modality and VOI transforms, MONOCHROME1, spacing, refusals, missing extras."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_xray
+from lungseg import io
+from lungseg.errors import InputError, MissingExtraError
+
+pydicom = pytest.importorskip("pydicom", reason="pydicom (the dicom extra) is not installed")
+from dicom_files import write_dicom  # noqa: E402
+from lungseg.dicom import read_dicom  # noqa: E402
+
+
+@pytest.fixture
+def pixels():
+    img, _ = synthetic_xray(40, 32, dtype=np.uint16)
+    return img >> 4  # 12-bit values
+
+
+def test_monochrome2_pixels_and_spacing(tmp_path, pixels):
+    path = write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12, PixelSpacing=[0.143, 0.139])
+    d = read_dicom(path)
+    assert d.pixels.dtype == np.uint16 and np.array_equal(d.pixels, pixels)
+    assert d.spacing == (0.143, 0.139)
+
+
+def test_imager_pixel_spacing_is_the_fallback(tmp_path, pixels):
+    path = write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12, ImagerPixelSpacing=[0.2, 0.2])
+    assert read_dicom(path).spacing == (0.2, 0.2)
+    assert read_dicom(write_dicom(tmp_path / "b.dcm", pixels, bits_stored=12)).spacing is None
+
+
+def test_monochrome1_is_inverted_exactly(tmp_path, pixels):
+    mono1 = write_dicom(tmp_path / "m1.dcm", 4095 - pixels, photometric="MONOCHROME1", bits_stored=12)
+    assert np.array_equal(read_dicom(mono1).pixels, pixels)
+
+
+def test_signed_monochrome1(tmp_path):
+    img, _ = synthetic_xray(20, 20, dtype=np.uint16)
+    signed = (img >> 4).astype(np.int16) - 2048
+    mono1 = write_dicom(tmp_path / "s.dcm", -1 - signed, photometric="MONOCHROME1", bits_stored=12)
+    assert np.array_equal(read_dicom(mono1).pixels, signed)
+
+
+def test_rescale_slope_and_intercept(tmp_path, pixels):
+    path = write_dicom(tmp_path / "r.dcm", pixels, bits_stored=12, RescaleSlope=2.5, RescaleIntercept=-1024)
+    out = read_dicom(path).pixels
+    assert out.dtype == np.float32
+    assert np.allclose(out, pixels * 2.5 - 1024)
+
+
+def test_window_centre_and_width(tmp_path, pixels):
+    lo, hi = np.percentile(pixels, [20, 80])
+    path = write_dicom(tmp_path / "w.dcm", pixels, bits_stored=12,
+                       WindowCenter=float((lo + hi) / 2), WindowWidth=float(hi - lo))
+    out = read_dicom(path).pixels
+    assert out.min() == 0 and out.max() == 4095  # clipped to the window, spread over 12 bits
+    inside = (pixels > lo + 1) & (pixels < hi - 1)
+    assert np.all(np.diff(out[inside][np.argsort(pixels[inside])]) >= 0)  # monotone within it
+
+
+def test_voi_lut_sequence_wins_over_window(tmp_path, pixels):
+    from pydicom.dataset import Dataset
+
+    lut = Dataset()
+    lut.add_new("LUTDescriptor", "US", [4096, 0, 16])
+    lut.add_new("LUTData", "US", [4095 - v for v in range(4096)])  # an inverting LUT: easy to recognise
+    path = write_dicom(tmp_path / "v.dcm", pixels, bits_stored=12, VOILUTSequence=[lut],
+                       WindowCenter=2048, WindowWidth=100)
+    assert np.array_equal(read_dicom(path).pixels, 4095 - pixels)
+
+
+def test_rle_compressed_file_decodes(tmp_path, pixels):
+    from pydicom.uid import RLELossless
+
+    path = write_dicom(tmp_path / "rle.dcm", pixels, bits_stored=12, transfer_syntax=RLELossless)
+    assert np.array_equal(read_dicom(path).pixels, pixels)
+
+
+def test_multi_frame_is_refused(tmp_path, pixels):
+    path = write_dicom(tmp_path / "mf.dcm", np.stack([pixels, pixels]), bits_stored=12)
+    with pytest.raises(InputError, match=r"mf\.dcm: multi-frame DICOM \(2 frames\)"):
+        io.load_any(path)
+
+
+def test_colour_is_refused(tmp_path, pixels):
+    rgb = np.dstack([(pixels >> 4).astype(np.uint8)] * 3)
+    path = write_dicom(tmp_path / "rgb.dcm", rgb, photometric="RGB")
+    with pytest.raises(InputError, match=r"rgb\.dcm: colour DICOM \(Photometric Interpretation RGB"):
+        io.load_any(path)
+
+
+def test_undecodable_compression_names_the_plugin(tmp_path, pixels):
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder plugin is installed here")
+    path = write_dicom(tmp_path / "ls.dcm", pixels, bits_stored=12)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + bytes(64)])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path)
+    with pytest.raises(InputError, match=r"ls\.dcm: pixel data compressed as JPEG-LS.*pip install pyjpegls"):
+        io.load_any(path)
+
+
+def test_truncated_pixel_data(tmp_path, pixels):
+    path = write_dicom(tmp_path / "t.dcm", pixels, bits_stored=12)
+    path.write_bytes(path.read_bytes()[:-500])
+    with pytest.raises(InputError, match=r"t\.dcm: cannot decode the DICOM pixel data"):
+        io.load_any(path)
+
+
+def test_truncated_header(tmp_path, pixels):
+    path = write_dicom(tmp_path / "t.dcm", pixels, bits_stored=12)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"t\.dcm: "):
+        io.load_any(path)
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path, pixels, monkeypatch):
+    path = write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12)
+    monkeypatch.setattr(io, "MAX_PIXELS", 100)
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(lambda self: pytest.fail("decoded")))
+    with pytest.raises(InputError, match=r"a\.dcm: 32x40 = 1280 pixels exceeds the limit of 100"):
+        io.load_any(path)
+
+
+def test_missing_pydicom_names_the_extra(tmp_path, pixels, monkeypatch):
+    path = write_dicom(tmp_path / "a.dcm", pixels, bits_stored=12)
+    for name in [m for m in sys.modules if m == "pydicom" or m.startswith("pydicom.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(MissingExtraError, match=r"pip install lungseg\[dicom\]"):
+        io.load_any(path)
+
+
+def test_monochrome1_and_monochrome2_give_the_same_mask(tmp_path, tiny_weights, pixels):
+    from lungseg.api import Segmenter
+
+    seg = Segmenter(tiny_weights, device="cpu")
+    mono2 = write_dicom(tmp_path / "m2.dcm", pixels, bits_stored=12)
+    mono1 = write_dicom(tmp_path / "m1.dcm", 4095 - pixels, photometric="MONOCHROME1", bits_stored=12)
+    a, b = seg.segment(mono2), seg.segment(mono1)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(seg.segment(4095 - pixels), a) or a.all() or not a.any()
