@@ -19,7 +19,7 @@ from lungseg.export.parity import check_parity, compare, eager, parity_batches, 
 from lungseg.pipeline import SegmentationPipeline
 from lungseg.runtime import open_backend
 
-from conftest import EXPORT_PARITY_SIZES, needs_shared_data
+from conftest import EXPORT_PARITY_SIZES, SHARED_DATA, needs_shared_data
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,21 @@ def test_tensorrt_check_flags_what_the_parser_rejects():
 def test_parity_at_detector_size(fmt, exported, tiny_pipeline):
     rows = check_parity(tiny_pipeline, open_backend(exported(fmt).path, "cpu"), sizes=((4020, 4892),))
     assert rows[0]["size"] == "4020x4892" and rows[0]["ok"], rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_shipped_weights_export_with_default_check(fmt, tmp_path):
+    from lungseg.api import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip(f"shipped weights not installed at {DEFAULT_WEIGHTS}")
+    folder = SHARED_DATA / "montgomery"
+    images = real_images([folder]) if (folder / "images").is_dir() else None  # else synthetic X-rays
+    result = lungseg.export(None, fmt, tmp_path / f"lung{get_format(fmt).suffixes[0]}", parity_images=images)
+    assert [r["size"] for r in result.parity] == ["512x512", "1000x800", "4020x4892"]
+    assert all(r["ok"] for r in result.parity), result.parity
+    assert result.metadata["image_size"] == 256
 
 
 def test_parity_on_real_xrays(exported, tiny_pipeline):
