@@ -24,10 +24,11 @@ cd "$(dirname "$0")/.."
 DEST=${1:-build/onnxruntime-sdk}
 PYTHON=${PYTHON:-python3}
 SUITE=${ORT_HEADERS_SUITE:-trixie}
-system_mirror() {  # the Debian archive this machine's APT already uses
-    { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-      grep -h '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'; } |
-        grep -v -e security -e '^\[' | head -n 1
+system_mirror() {  # the Debian archive this machine's APT already uses (never fails)
+    local uris
+    uris=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
+    printf '%s\n' "$uris" | awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/) ? $3 : $2}' |
+        { grep -v security || true; } | sed -n 1p
 }
 MIRROR=${ORT_HEADERS_MIRROR:-$(system_mirror)}
 
