@@ -64,6 +64,11 @@ def state_from_file(obj, path) -> tuple[dict, dict]:
     return obj["config"], obj["model"]
 
 
+def as_float32(state_dict: dict) -> dict:
+    """A state_dict with its floating tensors (fp16 in shipped files) as float32."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
 def load_weights(path, expected_sha256: str | None = None):
     """Build the model described by a weights file (or checkpoint) and load its weights.
 
@@ -78,7 +83,7 @@ def load_weights(path, expected_sha256: str | None = None):
     model_args = {k: v for k, v in config.items() if k in ("encoder", "attention", "decoder_channels", "in_channels")}
     try:
         model = create_model(**model_args)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        model.load_state_dict(as_float32(sd))
     except (RuntimeError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: weights do not fit the model they describe ({e})") from e
     return model.eval(), config

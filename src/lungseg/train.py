@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .checkpoint import save_atomic, save_weights, safe_load, state_from_file
+from .api import resolve_device
+from .checkpoint import as_float32, save_atomic, save_weights, safe_load, state_from_file
 from .data import SegmentationDataset, XrayAugment, find_samples, load_sample
 from .errors import InputError
 from .losses import SegmentationLoss
@@ -58,13 +59,6 @@ class TrainConfig:
     augment: bool = True
     max_steps_per_epoch: int | None = None
     stop_after_epoch: int | None = None  # end this invocation early (time-boxed jobs); --resume continues
-    extra: dict = field(default_factory=dict)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _seed_everything(seed: int):
@@ -130,7 +124,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     model = create_model(cfg.encoder, cfg.attention, **extra).to(device)
     if cfg.init:
         _, sd = state_from_file(safe_load(cfg.init), cfg.init)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        model.load_state_dict(as_float32(sd))
     model = model.to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
