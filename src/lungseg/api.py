@@ -98,12 +98,23 @@ class Segmenter(BaseSegmenter):
             network, config = load_weights(path, expected_sha256=sha)
         else:
             network, config = load_weights(model)
+        pipeline = SegmentationPipeline(network, config.get("image_size", 256), float(threshold))
+        self._attach(pipeline, config, device, postprocess)
+
+    @classmethod
+    def from_pipeline(cls, pipeline: torch.nn.Module, config: dict, device: str = "auto",
+                      postprocess: bool = True) -> "Segmenter":
+        """A Segmenter around a ready deploy module (a :class:`SegmentationPipeline` or one with its contract)."""
+        self = cls.__new__(cls)
+        self._attach(pipeline, config, device, postprocess)
+        return self
+
+    def _attach(self, pipeline, config: dict, device: str, postprocess: bool) -> None:
         self.device = resolve_device(device)
         self.config = config
-        self.threshold = float(threshold)
+        self.threshold = float(pipeline.postprocess.threshold)
         self.postprocess = postprocess
-        self.pipeline = SegmentationPipeline(network, config.get("image_size", 256), self.threshold)
-        self.pipeline.to(self.device).eval()
+        self.pipeline = pipeline.to(self.device).eval()
 
     @torch.inference_mode()
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

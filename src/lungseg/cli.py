@@ -1,4 +1,4 @@
-"""The ``lungseg`` command line: train, evaluate, segment, info."""
+"""The ``lungseg`` command line: train, evaluate, segment, info, export, benchmark."""
 
 from __future__ import annotations
 
@@ -213,3 +213,74 @@ def export_command(fmt, model, output, fp16, opset, device, min_size, opt_size, 
     for row in result.parity or []:
         click.echo(f"  parity {row['size']:>9} batch {row['batch']}: max |prob diff| {row['max_abs_prob_diff']:.2e}, "
                    f"Dice {row['dice']:.7f}  ok")
+
+
+def _csv_list(choices):
+    def parse(ctx, param, value):
+        items = [v.strip().lower() for v in (value or "").split(",") if v.strip()]
+        bad = [v for v in items if v not in choices]
+        if bad:
+            raise click.BadParameter(f"{', '.join(bad)}: choose from {', '.join(choices)}")
+        return tuple(items)
+    return parse
+
+
+def _command_line(prefix: str, ctx) -> str:
+    """The command as the user could retype it: arguments, then the options given on the command line."""
+    parts = [prefix]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        if isinstance(param, click.Argument):
+            parts += [str(v) for v in value]
+        elif param.is_flag:
+            parts.append(param.opts[-1] if len(param.opts[-1]) > 2 else param.opts[0])
+        else:
+            text = str(value) if value is not None else ""
+            if param.name in ("formats", "devices", "peers", "peer_formats") and isinstance(value, (tuple, list)):
+                text = ",".join(value)
+            parts += [max(param.opts, key=len), repr(text) if text == "" or " " in text else text]
+    return " ".join(parts)
+
+
+@main.command("benchmark")
+@click.argument("data", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for results.csv/.md/.json and plots.")
+@click.option("--formats", default=None, help="Comma list of eager, torchscript, onnx, onnx-int8, trt-fp32, trt-fp16, "
+              "cpp-onnxruntime, cpp-libtorch (default: all; --quick: eager,onnx).")
+@click.option("--device", "devices", default="cpu", show_default=True, help="Comma list of cpu, cuda.")
+@click.option("--peers", default=None, help="Comma list of peer replicas to time (default: all; --quick: none; '' for none).")
+@click.option("--peer-formats", default="eager,onnx", show_default=True, help="Formats the peers run in.")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads per row (default: the libraries').")
+@click.option("--model", default=None, type=click.Path(exists=True, dir_okay=False), help="Weights (default: shipped).")
+@click.option("--split", default="test", show_default=True, help="Data split for Dice and IoU.")
+@click.option("--max-images", default=None, type=click.IntRange(min=1), help="At most this many images per data folder.")
+@click.option("--artifacts", default=None, type=click.Path(file_okay=False), help="Keep exported models here and reuse them.")
+@click.option("--quick", is_flag=True, help="Tiny inputs, few runs, 2 images per folder: checks every path in well under a minute.")
+def benchmark_command(data, out, formats, devices, peers, peer_formats, threads, model, split, max_images, artifacts, quick):
+    """Dice, IoU, latency, throughput, memory and FLOP/s of every format and device, and of the peers.
+
+    DATA: data folders whose SPLIT images give Dice and IoU (e.g. ../shared/data/montgomery).
+    Each row runs in its own process and ends ok, skipped (with the reason) or failed (with
+    the error), so one broken backend never hides the others.
+    """
+    from .benchmark.targets import comparison_models
+    from .benchmark.suite import PEER_FORMATS, QUICK_FORMATS, Config, run
+    from .benchmark.targets import DEVICES, FORMATS
+
+    fmts = _csv_list(FORMATS)(None, None, formats) if formats is not None else (QUICK_FORMATS if quick else FORMATS)
+    models = tuple(m for m in comparison_models() if m != "lungseg_sga")  # lungseg_sga: the shipped row itself
+    peer_names = _csv_list(models)(None, None, peers) if peers is not None else (() if quick else models)
+    cfg = Config(out=Path(out), data_dirs=[Path(d) for d in data], formats=fmts,
+                 devices=_csv_list(DEVICES)(None, None, devices) or ("cpu",), peers=peer_names,
+                 peer_formats=_csv_list(FORMATS)(None, None, peer_formats) or PEER_FORMATS, quick=quick,
+                 threads=threads, weights=model, split=split, max_images=max_images,
+                 artifacts=Path(artifacts) if artifacts else None,
+                 command=_command_line("lungseg benchmark", click.get_current_context()))
+    results = run(cfg, log=lambda m: click.echo(m, err=True))
+    click.echo((Path(out) / "results.md").read_text())
+    failed = [r for r in results["rows"] if r["status"].startswith("failed")]
+    if failed:
+        click.echo(f"{len(failed)} row(s) failed", err=True)
+        sys.exit(1)

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..api import BaseSegmenter, Segmenter
 from ..errors import ModelError
@@ -52,13 +53,16 @@ def model_kind(path) -> str:
     return "weights"  # a torch.save file (zip or legacy pickle); checkpoint.load_weights validates it
 
 
-def open_backend(path, device: str = "auto"):
-    """The runtime backend for an exported model: ``backend(pixels [N,1,H,W] float32) -> (prob, mask)``."""
+def open_backend(path, device: str = "auto", threads: int | None = None):
+    """The runtime backend for an exported model: ``backend(pixels [N,1,H,W] float32) -> (prob, mask)``.
+
+    ``threads``: CPU threads of ONNX Runtime's session, or of torch's (per-process) pool.
+    """
     kind = model_kind(path)
     if kind == "weights":
         raise ModelError(f"{path}: a weights file, not an exported model; use lungseg.load or Segmenter")
     module = importlib.import_module(f"{__name__}.{get_format(kind).backend}")
-    return module.Backend(path, device=device)
+    return module.Backend(path, device=device, threads=threads)
 
 
 class RuntimeSegmenter(BaseSegmenter):
@@ -92,9 +96,15 @@ class RuntimeSegmenter(BaseSegmenter):
         return f"RuntimeSegmenter({str(self.path)!r}, backend={self.backend.name}, device={self.device})"
 
 
-def load(path, device: str = "auto", threshold: float | None = None, postprocess: bool = True):
-    """Load any lungseg model file: weights (eager torch), TorchScript, ONNX or a TensorRT engine."""
+def load(path, device: str = "auto", threshold: float | None = None, postprocess: bool = True,
+         threads: int | None = None):
+    """Load any lungseg model file: weights (eager torch), TorchScript, ONNX or a TensorRT engine.
+
+    ``threads``: CPU threads for ONNX Runtime (per session) or torch (per process); None: the default.
+    """
     if model_kind(path) == "weights":
+        if threads:
+            torch.set_num_threads(int(threads))
         return Segmenter(path, device=device, threshold=0.5 if threshold is None else threshold,
                          postprocess=postprocess)
-    return RuntimeSegmenter(open_backend(path, device), threshold=threshold, postprocess=postprocess)
+    return RuntimeSegmenter(open_backend(path, device, threads), threshold=threshold, postprocess=postprocess)

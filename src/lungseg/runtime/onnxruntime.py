@@ -18,11 +18,12 @@ class Backend:
     """``backend(pixels float32 [N, 1, H, W]) -> (probability float32, mask uint8)``, numpy in and out.
 
     ``device``: ``auto`` (CUDA where onnxruntime-gpu has it, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``threads``: intra-op threads (None: ONNX Runtime's default, one per core).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path, device: str = "auto"):
+    def __init__(self, path, device: str = "auto", threads: int | None = None):
         ort = require_onnxruntime()
         self.path = Path(path)
         available = ort.get_available_providers()
@@ -42,6 +43,8 @@ class Backend:
             raise ModelError(f"device {device!r}: ONNX Runtime runs on cpu or cuda")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
@@ -54,6 +57,7 @@ class Backend:
             raise ModelError(f"{self.path}: inputs {inputs} / outputs {sorted(outputs)} are not lungseg's "
                              f"[{INPUT_NAME}] / {list(OUTPUT_NAMES)}")
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+        self.threads = threads
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feed = {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)}

@@ -23,7 +23,7 @@ class Backend:
 
     name = "tensorrt"
 
-    def __init__(self, path, device: str = "auto"):
+    def __init__(self, path, device: str = "auto", threads: int | None = None):  # noqa: ARG002 - GPU
         self.path = Path(path)
         trt = require_tensorrt("Running a TensorRT engine")
         self.device = torch.device("cuda" if device == "auto" else device)

@@ -33,7 +33,7 @@ class Backend:
 
     name = "torchscript"
 
-    def __init__(self, path, device: str = "auto"):
+    def __init__(self, path, device: str = "auto", threads: int | None = None):
         self.path = Path(path)
         self.metadata = check_metadata(read_extra_file(self.path), self.path)
         traced = self.metadata.get("device", "cpu")
@@ -49,6 +49,9 @@ class Backend:
         except Exception as e:  # torch raises RuntimeError/ValueError/... for damaged archives
             raise ModelError(f"{self.path}: not a loadable TorchScript archive ({type(e).__name__}: {e})") from e
         self.device = want
+        if threads:
+            torch.set_num_threads(int(threads))  # torch's thread pool is per process
+        self.threads = torch.get_num_threads()
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
