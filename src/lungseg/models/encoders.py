@@ -1,4 +1,4 @@
-"""ResNet encoders (resnet18/34/50) for one-channel X-rays, written in the package.
+"""ResNet encoders (resnet18/34/50/101) for one-channel X-rays, written in the package.
 
 Encoder contract: ``forward(x)`` returns a list of feature maps by stride
 ``[1, 2, 4, 8, 16, 32]`` (the input itself first), and ``out_channels`` lists their
@@ -64,6 +64,7 @@ ENCODERS = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
+    "resnet101": (Bottleneck, (3, 4, 23, 3)),
 }
 
 
