@@ -13,6 +13,7 @@ class Budget:
     """How long to measure one thing: at least ``min_runs`` and ``min_seconds``, at most ``max_seconds``."""
 
     warmup: int = 3
+    warmup_seconds: float = 5.0  # a slow call stops warming up after this long (but runs at least once)
     min_runs: int = 10
     min_seconds: float = 3.0
     max_seconds: float = 20.0
@@ -43,8 +44,11 @@ class Timing:
 
 def time_call(fn, budget: Budget = FULL, sync=None) -> Timing:
     """Wall time of ``fn()`` after ``budget.warmup`` untimed calls; ``sync()`` (e.g. CUDA) ends each run."""
+    start = time.perf_counter()
     for _ in range(budget.warmup):
         fn()
+        if time.perf_counter() - start > budget.warmup_seconds:
+            break
     if sync:
         sync()
     seconds: list[float] = []
@@ -67,9 +71,12 @@ def best_throughput(run_batch, image: np.ndarray, batch_sizes, budget: Budget = 
     for n in batch_sizes:
         batch = np.repeat(image[None], n, axis=0)
         timing = time_call(lambda: run_batch(batch), budget, sync)
-        rate = n / float(np.median(timing.seconds))
+        seconds = float(np.median(timing.seconds))
+        rate = n / seconds
         if rate > best[0]:
             best = (rate, n)
         elif rate < 0.9 * best[0]:
             break  # past the best batch size: larger batches only get slower
+        if seconds > budget.max_seconds / 4:
+            break  # one batch already takes seconds: the rate has settled, larger ones cost minutes
     return best

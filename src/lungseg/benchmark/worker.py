@@ -100,6 +100,8 @@ def run(spec: dict) -> dict:
             channels = getattr(runner.pipeline, "in_channels", 1)
             net_in = np.random.default_rng(0).standard_normal((1, channels, size, size)).astype(np.float32)
             result["network"]["p50_ms"] = _network_ms(runner, net_in, budget)
+        elif target.format == "onnx" and target.device == "cpu":
+            result["network"] = {"p50_ms": onnx_network_ms(target, ctx, budget)}
         phase = "latency"
         result["latency"], result["stages"] = {}, {}
         for item in spec["latency_inputs"]:
@@ -139,6 +141,29 @@ def _network_ms(runner, net_in: np.ndarray, budget) -> float:
     x = torch.from_numpy(net_in).to(next(net.parameters()).device)
     with torch.inference_mode():
         return time_call(lambda: net(x), budget, runner.sync).p50_ms
+
+
+def onnx_network_ms(target: Target, ctx: Context, budget) -> float:
+    """Median ms of the network alone (no pre/postprocessing) in ONNX Runtime on the CPU, at its input size."""
+    import onnxruntime as ort
+    import torch
+
+    from ..export.onnx import _quiet_exporter
+    from .targets import build_pipeline
+
+    pipeline = build_pipeline(target.model, ctx)[0]
+    shape = (1, getattr(pipeline, "in_channels", 1), pipeline.preprocess.size, pipeline.preprocess.size)
+    path = Path(ctx.workdir) / f"{target.model}-network-only.onnx"
+    if not path.is_file():
+        with _quiet_exporter(), torch.no_grad():
+            torch.onnx.export(pipeline.network.eval(), (torch.randn(shape),), str(path), dynamo=True,
+                              input_names=["x"], opset_version=18)
+    options = ort.SessionOptions()
+    if ctx.threads:
+        options.intra_op_num_threads = int(ctx.threads)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return time_call(lambda: session.run(None, {"x": x}), budget).p50_ms
 
 
 def main(argv=None) -> int:
