@@ -178,9 +178,14 @@ def run(cfg: Config, log=print) -> dict:
                             "cuda": [1, 2] if cfg.quick else [1, 2, 4, 8, 16, 32]},
         }
         spec["throughput_input"] = spec["latency_inputs"][0]["path"]
-        if "onnx-int8" in cfg.formats:
-            calib = sample_arrays(cfg.data_dirs, "train", tmp, 2 if cfg.quick else cfg.calibration_images, "calib")
-            spec["calibration"] = [p for s in calib for p in s["images"]]
+        if "onnx-int8" in cfg.formats and cfg.data_dirs:
+            from ..export.quantize import calibration_images
+
+            calib = calibration_images(cfg.data_dirs, 2 if cfg.quick else cfg.calibration_images)
+            spec["calibration"] = []
+            for i, pixels in enumerate(calib):
+                np.save(tmp / f"calib-{i}.npy", pixels)
+                spec["calibration"].append(str(tmp / f"calib-{i}.npy"))
         gflop = {}
         for m in dict.fromkeys(t.model for t in targets):
             try:
