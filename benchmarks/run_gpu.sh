@@ -12,7 +12,7 @@ OUT=${2:?usage: run_gpu.sh DATA_ROOT OUT}
 shift 2
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv || true
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 python3 -m lungseg benchmark "$DATA/montgomery" "$DATA/shenzhen" --device cuda \
     --formats eager,torchscript,onnx,trt-fp32,trt-fp16,cpp-onnxruntime,cpp-libtorch \
-    --peer-formats eager -o "$OUT" "$@"
+    --peer-formats eager --seconds 1.5 -o "$OUT" "$@"

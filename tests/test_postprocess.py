@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lungseg import postprocess
 from lungseg.overlay import to_display
-from lungseg.postprocess import clean_mask, fill_holes, label_lungs
+from lungseg.postprocess import clean_mask, fill_holes, label_lungs, measure
 
 EIGHT = np.ones((3, 3), bool)
+
+
+@pytest.fixture(params=["run graph", "opencv"])
+def strategy(request, monkeypatch):
+    """Join the runs of foreground pixels with the run graph, or with OpenCV's labelling of the pixels."""
+    monkeypatch.setattr(postprocess, "GRAPH_MAX_RUNS_PER_PIXEL", np.inf if request.param == "run graph" else 0.0)
+    return request.param
 
 
 def _reference_clean(mask):
@@ -36,7 +44,7 @@ def test_fill_holes_matches_scipy():
         assert np.array_equal(fill_holes(m), ndimage.binary_fill_holes(m).astype(np.uint8))
 
 
-def test_clean_mask_matches_the_reference():
+def test_clean_mask_matches_the_reference(strategy):
     for m in _random_masks(seed=1):
         assert np.array_equal(clean_mask(m), _reference_clean(m))
 
@@ -67,11 +75,46 @@ def _reference_labels(mask):
     return out
 
 
-def test_label_lungs_matches_the_reference():
+def test_label_lungs_matches_the_reference(strategy):
     for m in _random_masks(seed=2):
         assert np.array_equal(label_lungs(m), _reference_labels(m))
         clean = clean_mask(m)
         assert np.array_equal(label_lungs(clean), _reference_labels(clean))
+
+
+def _lungs(h, w, touching=False, seed=0):
+    """Two lung-shaped ellipses (or one, where they touch), specks and a hole, as a network leaves them."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.ogrid[0:h, 0:w]
+    m = np.zeros((h, w), bool)
+    for cx, half in ((0.3, 0.17), (0.7, 0.15)):
+        m |= ((xx - cx * w) / (half * w)) ** 2 + ((yy - 0.5 * h) / (0.3 * h)) ** 2 <= 1
+    if touching:
+        m[int(0.6 * h):int(0.63 * h), int(0.3 * w):int(0.7 * w)] = True
+    for y, x in rng.integers(0, [h, w], size=(40, 2)):
+        m[y:y + 5, x:x + 5] = True
+    m[int(0.45 * h):int(0.5 * h), int(0.25 * w):int(0.3 * w)] = False
+    return m.astype(np.uint8)
+
+
+@pytest.mark.parametrize("touching", [False, True])
+def test_lung_sized_masks_match_the_reference(strategy, touching):
+    m = _lungs(900, 740, touching)
+    clean = clean_mask(m)
+    assert np.array_equal(clean, _reference_clean(m))
+    assert np.array_equal(label_lungs(m), _reference_labels(m))
+    labels = label_lungs(clean)
+    assert np.array_equal(labels, _reference_labels(clean))
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_any_mask_dtype_gives_the_same_result(strategy):
+    m = _lungs(300, 250, seed=3)
+    expected = clean_mask(m), label_lungs(m), fill_holes(m)
+    for other in (m.astype(bool), m * np.uint8(255), m.astype(np.float32), m.astype(np.int64)):
+        for a, b in zip(expected, (clean_mask(other), label_lungs(other), fill_holes(other))):
+            assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b)
+    assert measure(m.astype(bool)) == measure(m)
 
 
 def test_equal_sized_components_rank_by_raster_order():

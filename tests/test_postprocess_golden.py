@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lungseg import postprocess
 from lungseg.postprocess import clean_mask, label_lungs
 
 GENERATOR = Path(__file__).resolve().parents[1] / "cpp" / "tests" / "make_postprocess_fixtures.py"
@@ -29,8 +30,10 @@ GEN = _generator()
 CASES = GEN.read_fixtures()
 
 
+@pytest.mark.parametrize("runs_per_pixel", [np.inf, 0.0], ids=["run graph", "opencv"])
 @pytest.mark.parametrize("name,mask,expected", CASES, ids=[c[0] for c in CASES])
-def test_python_postprocess_matches_golden(name, mask, expected):
+def test_python_postprocess_matches_golden(name, mask, expected, runs_per_pixel, monkeypatch):
+    monkeypatch.setattr(postprocess, "GRAPH_MAX_RUNS_PER_PIXEL", runs_per_pixel)  # both ways of joining runs
     clean = clean_mask(mask)
     np.testing.assert_array_equal(clean, expected["clean"], err_msg=f"{name}: clean_mask")
     np.testing.assert_array_equal(label_lungs(mask), expected["labels"], err_msg=f"{name}: label_lungs")

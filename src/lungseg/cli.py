@@ -257,8 +257,11 @@ def _command_line(prefix: str, ctx) -> str:
 @click.option("--split", default="test", show_default=True, help="Data split for Dice and IoU.")
 @click.option("--max-images", default=None, type=click.IntRange(min=1), help="At most this many images per data folder.")
 @click.option("--artifacts", default=None, type=click.Path(file_okay=False), help="Keep exported models here and reuse them.")
+@click.option("--seconds", "min_seconds", default=None, type=click.FloatRange(min=0),
+              help="Timed seconds per measurement, at least 10 runs (default 3).")
 @click.option("--quick", is_flag=True, help="Tiny inputs, few runs, 2 images per folder: checks every path in well under a minute.")
-def benchmark_command(data, out, formats, devices, peers, peer_formats, threads, model, split, max_images, artifacts, quick):
+def benchmark_command(data, out, formats, devices, peers, peer_formats, threads, model, split, max_images, artifacts,
+                      min_seconds, quick):
     """Dice, IoU, latency, throughput, memory and FLOP/s of every format and device, and of the peers.
 
     DATA: data folders whose SPLIT images give Dice and IoU (e.g. ../shared/data/montgomery).
@@ -276,7 +279,7 @@ def benchmark_command(data, out, formats, devices, peers, peer_formats, threads,
                  devices=_csv_list(DEVICES)(None, None, devices) or ("cpu",), peers=peer_names,
                  peer_formats=_csv_list(FORMATS)(None, None, peer_formats) or PEER_FORMATS, quick=quick,
                  threads=threads, weights=model, split=split, max_images=max_images,
-                 artifacts=Path(artifacts) if artifacts else None,
+                 artifacts=Path(artifacts) if artifacts else None, min_seconds=min_seconds,
                  command=_command_line("lungseg benchmark", click.get_current_context()))
     results = run(cfg, log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "results.md").read_text())

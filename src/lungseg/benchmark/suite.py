@@ -39,6 +39,7 @@ class Config:
     max_images: int | None = None     # per data folder; quick mode uses 2
     calibration_images: int = 16      # train-split images per data folder for int8 calibration
     artifacts: Path | None = None     # keep exported models here (default: a temporary folder)
+    min_seconds: float | None = None  # timed seconds per measurement (default: timing.FULL's)
     command: str = ""
 
 
@@ -172,6 +173,7 @@ def run(cfg: Config, log=print) -> dict:
         limit = cfg.max_images if cfg.max_images is not None else (2 if cfg.quick else None)
         spec = {
             "workdir": str(artifacts), "weights": cfg.weights, "threads": cfg.threads, "quick": cfg.quick,
+            "min_seconds": cfg.min_seconds,
             "latency_inputs": latency_inputs(cfg, tmp),
             "accuracy": sample_arrays(cfg.data_dirs, cfg.split, tmp, limit, "eval"),
             "batch_sizes": {"cpu": [1, 2] if cfg.quick else [1, 2, 4, 8],

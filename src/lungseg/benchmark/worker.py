@@ -9,6 +9,7 @@ the result is a JSON object whose ``status`` is ``ok``, ``skipped: <reason>`` or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import resource
 import sys
@@ -85,6 +86,8 @@ def run(spec: dict) -> dict:
     ctx = Context(workdir=Path(spec["workdir"]), weights=spec.get("weights"), threads=spec.get("threads"),
                   calibration=[np.load(p) for p in spec.get("calibration", [])])
     budget = QUICK if spec.get("quick") else FULL
+    if spec.get("min_seconds") is not None and not spec.get("quick"):
+        budget = dataclasses.replace(budget, min_seconds=float(spec["min_seconds"]))
     stage_budget = QUICK if spec.get("quick") else STAGES
     result: dict = {"target": spec["target"], "status": "ok"}
     phase = "loading"
