@@ -51,6 +51,8 @@ def stage_times(runner, pixels: np.ndarray, budget) -> dict:
         xd = x.to(dev)
         out["preprocess"] = time_call(lambda: p.preprocess(xd), budget, sync).p50_ms
         net_in = p.preprocess(xd)
+        channels = getattr(p, "in_channels", 1)  # peers that take RGB see the grey image repeated
+        net_in = net_in.expand(-1, channels, -1, -1) if channels != 1 else net_in
         out["network"] = time_call(lambda: p.network(net_in), budget, sync).p50_ms
         logits = p.logits(xd)
         h, w = pixels.shape
