@@ -109,9 +109,12 @@ def markdown(results: dict) -> str:
         gpu_mb = f" (GPU {r['peak_gpu_mb']:.0f})" if r.get("peak_gpu_mb") else ""
         cells += [_fmt(r.get("peak_rss_mb"), 0) + gpu_mb, _fmt(r.get("threads")), _fmt(r.get("artifact_mb"))]
         fl = r.get("flops")
-        cells.append(f"{fl['achieved_gflops']:.0f} ({100 * fl['fraction_of_peak']:.0f}%)"
-                     + ("" if fl["timed"] == "network alone" else "*")
-                     if fl and fl.get("fraction_of_peak") is not None else "–")
+        if not fl:
+            cells.append("–")
+        else:
+            share = f"{100 * fl['fraction_of_peak']:.0f}%" if fl.get("fraction_of_peak") is not None else "int8"
+            star = "" if fl["timed"].startswith("network alone") else "*"
+            cells.append(f"{fl['achieved_gflops']:.0f} ({share}){star}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "GFLOP/s: the network's FLOPs (torch.utils.flop_counter) over the network's own median time "
               "(eager rows); * over the whole graph's time (preprocessing and upsampling included), a lower bound.",
@@ -156,7 +159,7 @@ def _axes(img, box, xr, yr, xlabel, ylabel, log_x=False):
             cv2.line(img, (tx(t), y1), (tx(t), y1 + 5), (0, 0, 0), 1)
             cv2.putText(img, f"{t:g}", (tx(t) - 12, y1 + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for t in np.linspace(yr[0], yr[1], 5):
-        cv2.putText(img, f"{t:.3f}", (x0 - 55, ty(t) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:.4f}", (x0 - 60, ty(t) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return tx, ty
 
 
@@ -245,3 +248,15 @@ def write_report(results: dict, out: Path) -> None:
     write_bytes_atomic(out / "results.md", markdown(results).encode())
     plot_latency_vs_dice(results, out / "latency_vs_dice.png")
     plot_latency_by_stage(results, out / "latency_by_stage.png")
+
+
+def main(argv=None) -> None:
+    """``python -m lungseg.benchmark.report DIR``: write results.md, .csv and the plots again from DIR/results.json."""
+    import sys
+
+    out = Path((argv or sys.argv[1:])[0])
+    write_report(json.loads((out / "results.json").read_text()), out)
+
+
+if __name__ == "__main__":
+    main()

@@ -154,6 +154,9 @@ def derive(rows: list[dict], gflop: dict, peaks: dict) -> None:
         peak = peaks.get(t["device"])
         r["flops"] = {"gflop": g, "achieved_gflops": achieved / 1e9, "timed": source,
                       "fraction_of_peak": achieved / peak if peak else None}
+        if t["format"].endswith("int8"):  # int8 multiply-adds: the float32 peak is not their ceiling
+            r["flops"]["fraction_of_peak"] = None
+            r["flops"]["timed"] += "; int8 arithmetic, not comparable with the float32 peak"
 
 
 def run(cfg: Config, log=print) -> dict:
