@@ -15,10 +15,11 @@ for ``Cast``):
   ``antialias`` 0 only and ``keep_aspect_ratio_policy`` stretch only. Our graph uses
   linear+half_pixel and nearest+asymmetric+floor, antialias 0, stretch, with output
   ``sizes`` computed from the input's shape. The antialiased downscale of the input is NOT
-  a Resize (TensorRT has no antialias): :mod:`lungseg.preprocess` writes it as two MatMuls.
-* The shape arithmetic of that antialiased resize: Shape (with start/end), Gather, Squeeze,
-  Unsqueeze (constant axes), Cast int64 -> float, Div, Mul, Sub, Abs, Clip (constant
-  bounds), ReduceSum, Range. Range with float32 start/limit/delta is supported by the
+  a Resize (TensorRT has no antialias): :mod:`lungseg.preprocess` gathers each group of
+  outputs' band of input rows (Gather on the image) and contracts it with a batched MatMul.
+* The shape arithmetic of that banded resize: Shape (with start/end), Gather, Squeeze,
+  Unsqueeze (constant axes), Cast int64 <-> float, integer Div, Mul, Sub, Abs, Clip
+  (constant bounds), Greater/Equal/Where on integers, ReduceSum, Range. Range with float32 start/limit/delta is supported by the
   TensorRT 10 importer (int32/int64/float32, all three of one type; a dynamic ``limit`` is
   allowed; TensorRT 8.4 had required float inputs to be initializers, 8.5 dropped that).
 * Cast bool -> uint8 for the ``mask`` output: TensorRT 10's ICastLayer converts between
