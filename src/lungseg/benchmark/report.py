@@ -117,8 +117,9 @@ def markdown(results: dict) -> str:
             cells.append(f"{fl['achieved_gflops']:.0f} ({share}){star}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "GFLOP/s: the network's FLOPs (torch.utils.flop_counter) over the network's own median time "
-              "(eager rows); * over the whole graph's time (preprocessing and upsampling included), a lower bound.",
-              ""]
+              "(eager rows: the torch module; onnx rows: the network alone exported to ONNX); * over the whole "
+              "graph's time (preprocessing and upsampling included), a lower bound; int8: int8 arithmetic, not "
+              "compared with the float32 peak.", ""]
     stages = [(r, n, st) for r in results["rows"] for n, st in (r.get("stages") or {}).items()]
     if stages:
         lines += ["## Latency by stage (eager rows, median ms)", "",
