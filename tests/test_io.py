@@ -264,3 +264,11 @@ def test_atomic_write_leaves_old_file_or_new_file_and_no_temporaries(tmp_path, m
         io.write_png_atomic(target, np.zeros((8, 8), np.uint8))
     assert target.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_atomic_write_gives_the_permissions_of_a_plainly_written_file(tmp_path):
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    atomic = tmp_path / "atomic.bin"
+    io.write_bytes_atomic(atomic, b"x")
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

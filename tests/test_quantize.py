@@ -141,3 +141,18 @@ def test_refuses_bad_inputs(tiny_onnx, int8_onnx, tmp_path):
         quantize_onnx(tiny_onnx, tmp_path / "d.onnx", calibration(1), exclude=["decoder"])
     with pytest.raises(InputError, match=".onnx"):
         quantize_onnx(tiny_onnx, tmp_path / "e.engine", calibration(1))
+
+
+def test_export_int8_writes_a_quantized_onnx_that_loads(tiny_weights, synthetic_data, tmp_path):
+    out = tmp_path / "tiny-int8.onnx"
+    result = lungseg.export(tiny_weights, "onnx", out, int8=True, calibration=(synthetic_data,), check=False)
+    assert result.metadata["precision"] == "int8" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    seg = lungseg.load(out)
+    assert seg.metadata["precision"] == "int8"
+    img = np.full((80, 96), 120, np.uint8)
+    img[20:60, 10:40] = 30
+    assert seg.segment(img).shape == (80, 96)
+    with pytest.raises(InputError, match="calibration"):
+        lungseg.export(tiny_weights, "onnx", tmp_path / "x.onnx", int8=True)
+    with pytest.raises(InputError, match="onnx format only"):
+        lungseg.export(tiny_weights, "torchscript", tmp_path / "x.torchscript", int8=True, calibration=(synthetic_data,))

@@ -12,6 +12,7 @@ One module per format (``torchscript``, ``onnx``, ``tensorrt``), one table of fo
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import types
@@ -37,6 +38,8 @@ class ExportOptions:
     opt_shape: tuple = DEFAULT_OPT_SHAPE
     max_shape: tuple = DEFAULT_MAX_SHAPE
     workspace_gib: float | None = None          # trt builder workspace limit
+    int8: bool = False                          # onnx: quantize the network to int8 (export.quantize)
+    calibration: tuple = ()                     # int8: data folders whose train split calibrates it
 
 
 @dataclass
@@ -94,6 +97,10 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
     opts = ExportOptions(**options)
     if opts.fp16 and fmt.name != "trt":
         raise InputError("fp16 is offered for the trt format only")
+    if opts.int8 and fmt.name != "onnx":
+        raise InputError("int8 is offered for the onnx format only")
+    if opts.int8 and not opts.calibration:
+        raise InputError("int8 needs calibration data: give data folders whose train split holds X-rays")
     if fmt.name == "trt":
         from ..extras import require_tensorrt
 
@@ -115,6 +122,8 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
     pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold).eval()
     metadata = build_metadata(fmt.name, config, sha, threshold)
     metadata = fmt.exporter(pipeline, path, metadata, opts)
+    if opts.int8:
+        metadata = _quantize_in_place(path, metadata, opts.calibration)
 
     parity = None
     if check:
@@ -131,6 +140,27 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
                 p.unlink(missing_ok=True)
             raise
     return ExportResult(path, fmt.name, metadata, parity)
+
+
+def _quantize_in_place(path: Path, metadata: dict, folders) -> dict:
+    """Replace the float32 ONNX file at ``path`` by its int8 version (see :mod:`.quantize`)."""
+    from .quantize import calibration_images, quantize_onnx
+
+    images = calibration_images(folders)
+    if not images:
+        path.unlink(missing_ok=True)
+        raise InputError(f"no train-split images found in {', '.join(map(str, folders))} to calibrate int8")
+    fp32 = path.with_name(path.stem + ".fp32-tmp.onnx")
+    os.replace(path, fp32)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's quantizer warns through the root logger
+    try:
+        quantize_onnx(fp32, path, images)
+    finally:
+        root.setLevel(level)
+        fp32.unlink(missing_ok=True)
+    return {**metadata, "precision": "int8"}
 
 
 class _CallablePackage(types.ModuleType):
