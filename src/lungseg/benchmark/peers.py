@@ -280,12 +280,19 @@ def flops(peer: Peer, size: int | None = None, batch: int = 1) -> int:
     is 2 FLOPs; convolutions, transposed convolutions and matrix products are counted,
     elementwise operations (BN, ReLU, pooling, interpolation) are not.
     """
+    size = peer.size if size is None else int(size)
+    return count_flops(_meta_network(peer), (batch, peer.in_channels, size, size))
+
+
+def count_flops(network: nn.Module, shape) -> int:
+    """FLOPs of ``network`` on an input of ``shape``, counted on the meta device (no arithmetic runs).
+
+    The network is moved to the meta device: pass a copy you no longer need.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    size = peer.size if size is None else int(size)
-    network = _meta_network(peer)
-    x = torch.empty(batch, peer.in_channels, size, size, device="meta")
+    network = network.to("meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        network(x)
+        network(torch.empty(*shape, device="meta"))
     return int(counter.get_total_flops())

@@ -75,7 +75,7 @@ def latency_inputs(cfg: Config, folder: Path) -> list[dict]:
     return out
 
 
-def sample_arrays(data_dirs, split: str, folder: Path, limit: int | None, tag: str) -> list[dict]:
+def sample_arrays(data_dirs, split: str, folder: Path, limit: int | None) -> list[dict]:
     """Each folder's ``split`` images and masks as ``.npy`` files, decoded once for every row."""
     from ..data import find_samples, load_sample
 
@@ -87,7 +87,7 @@ def sample_arrays(data_dirs, split: str, folder: Path, limit: int | None, tag: s
         images, masks = [], []
         for s in samples:
             image, mask = load_sample(s)
-            stem = folder / f"{tag}-{Path(d).name}-{s.id}"
+            stem = folder / f"{split}-{Path(d).name}-{s.id}"
             np.save(f"{stem}-image.npy", image)
             np.save(f"{stem}-mask.npy", mask)
             images.append(f"{stem}-image.npy")
@@ -117,16 +117,12 @@ def run_row(target: Target, spec: dict, folder: Path, timeout: float) -> dict:
 
 def model_gflop(model: str, weights) -> float:
     """The network's FLOPs (``torch.utils.flop_counter``) for one image at its input size, in GFLOP."""
+    from .peers import count_flops
     from .targets import Context, build_pipeline
-    from .worker import network_flops
 
-    if model == LUNGSEG:
-        pipeline, _, _ = build_pipeline(model, Context(Path("."), weights))
-        return network_flops(pipeline, pipeline.preprocess.size) / 1e9
-    from .peers import flops
-    from .targets import comparison_models
-
-    return flops(comparison_models()[model]) / 1e9
+    pipeline, _, _ = build_pipeline(model, Context(Path("."), weights))
+    size = pipeline.preprocess.size
+    return count_flops(pipeline.network, (1, getattr(pipeline, "in_channels", 1), size, size)) / 1e9
 
 
 def derive(rows: list[dict], gflop: dict, peaks: dict) -> None:
@@ -178,7 +174,7 @@ def run(cfg: Config, log=print) -> dict:
             "workdir": str(artifacts), "weights": cfg.weights, "threads": cfg.threads, "quick": cfg.quick,
             "min_seconds": cfg.min_seconds,
             "latency_inputs": latency_inputs(cfg, tmp),
-            "accuracy": sample_arrays(cfg.data_dirs, cfg.split, tmp, limit, "eval"),
+            "accuracy": sample_arrays(cfg.data_dirs, cfg.split, tmp, limit),
             "batch_sizes": {"cpu": [1, 2] if cfg.quick else [1, 2, 4, 8],
                             "cuda": [1, 2] if cfg.quick else [1, 2, 4, 8, 16, 32]},
         }

@@ -23,18 +23,6 @@ from .targets import Context, Skip, Target, open_runner
 from .timing import FULL, QUICK, STAGES, best_throughput, time_call
 
 
-def network_flops(pipeline, size: int) -> int:
-    """FLOPs of the network alone for one image at its input size (``torch.utils.flop_counter``)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = pipeline.network
-    device = next(net.parameters()).device
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        net(torch.randn(1, 1, size, size, device=device))
-    return int(counter.get_total_flops())
-
-
 def stage_times(runner, pixels: np.ndarray, budget) -> dict:
     """Median ms of each stage of the eager pipeline for one image (the stages every format runs)."""
     import torch
