@@ -9,12 +9,17 @@
 #   3. ctest through qemu-aarch64 (CMAKE_CROSSCOMPILING_EMULATOR): golden clean-up, bad input,
 #      C API, C++ wrapper, exported symbols, and install_package: install, move the prefix,
 #      cross-build the C-only consumer against it, run it on a test image
+#   4. where the native release build's artifacts exist (scripts/test_cpp.sh runs it first):
+#      the aarch64 example program segments the 16-bit 1000x800 test image with the exported
+#      model under qemu, compared with the Python package's labels (~40 s under qemu)
 #
 # Needs: apt-get install g++-aarch64-linux-gnu gcc-aarch64-linux-gnu qemu-user (the cross
 # packages bring the aarch64 libc, libstdc++ and libgcc under /usr/aarch64-linux-gnu).
 # Environment: LUNGSEG_CROSS=auto (default: skip with a message when the cross compiler is
 #              missing) | 1 (fail instead); LUNGSEG_CPP_JOBS (2); LUNGSEG_NICE ("nice -n 19");
-#              LUNGSEG_CROSS_SYSROOT (/usr/aarch64-linux-gnu); LUNGSEG_CROSS_BUILD (build/cross-aarch64).
+#              LUNGSEG_CROSS_SYSROOT (/usr/aarch64-linux-gnu); LUNGSEG_CROSS_BUILD (build/cross-aarch64);
+#              LUNGSEG_CROSS_NATIVE_BUILD: the native release build whose artifacts and test_parity
+#              step 4 uses (default build/cpp; step 4 is skipped when they are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,12 +52,17 @@ for ((i = 0; i < $(nproc); i++)); do
     printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
 done > "$QEMU_ROOT/proc/cpuinfo"
 
+TOOLS=(-DLUNGSEG_BUILD_TOOLS=OFF)
+if [ -f /usr/include/stb/stb_image.h ]; then  # stb's headers are the same for every target
+    TOOLS=(-DLUNGSEG_BUILD_TOOLS=ON -DSTB_INCLUDE_DIR=/usr/include/stb)
+fi
+
 say "configure and build ($BUILD)"
 "${NICE[@]}" cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$PWD/cpp/cmake/toolchains/aarch64-linux-gnu.cmake" \
     -DLUNGSEG_SYSROOT="$SYSROOT" -DLUNGSEG_QEMU_ROOT="$QEMU_ROOT" \
     -DONNXRUNTIME_ROOT="$PWD/build/onnxruntime-sdk-aarch64" -DLUNGSEG_WERROR=ON \
-    -DLUNGSEG_BUILD_TOOLS=OFF -DLUNGSEG_WITH_LIBTORCH=OFF > "$BUILD-configure.log" \
+    "${TOOLS[@]}" -DLUNGSEG_WITH_LIBTORCH=OFF -DCMAKE_DISABLE_FIND_PACKAGE_Python3=ON > "$BUILD-configure.log" \
     || { cat "$BUILD-configure.log"; exit 1; }
 grep -E "^-- lungseg" "$BUILD-configure.log" || true
 "${NICE[@]}" cmake --build "$BUILD" -j "$JOBS"
@@ -67,6 +77,20 @@ if command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/nu
     "${NICE[@]}" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure --timeout 600
     grep -h -E "^install_package: |^lungseg [0-9.]+: |^torch mapped|^probe: " \
         "$BUILD"/Testing/Temporary/LastTest.log || true
+
+    NATIVE=${LUNGSEG_CROSS_NATIVE_BUILD:-build/cpp}
+    ART="$NATIVE-artifacts"
+    if [ -f "$BUILD/cpp/lungseg_segment" ] && [ -f "$ART/model.onnx" ] && [ -f "$ART/synth_1000x800_u16.png" ] \
+        && [ -x "$NATIVE/cpp/tests/test_parity" ]; then
+        say "the exported model on aarch64 (qemu) vs the Python package"
+        QEMU=$(command -v qemu-aarch64 || command -v qemu-aarch64-static)
+        "${NICE[@]}" "$QEMU" -L "$QEMU_ROOT" "$BUILD/cpp/lungseg_segment" "$ART/model.onnx" \
+            "$ART/synth_1000x800_u16.png" "$BUILD/synth_1000x800_u16.labels.png" --labels --backend ort --threads 2
+        "$NATIVE/cpp/tests/test_parity" --compare-png "$BUILD/synth_1000x800_u16.labels.png" \
+            "$ART/synth_1000x800_u16.labels.pgm"
+    else
+        say "no native release build with artifacts in $NATIVE: the exported model is not run on aarch64"
+    fi
 else
     say "qemu-aarch64 not installed (apt-get install qemu-user): built, not run; checking the exports only"
     "${NICE[@]}" ctest --test-dir "$BUILD" --output-on-failure -R shared_library_exports

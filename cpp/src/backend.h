@@ -70,8 +70,11 @@ protected:
 // Factories, each defined in its own backend_*.cpp when that backend is built.
 std::unique_ptr<Backend> create_onnxruntime_backend(const ModelSource& model,
                                                     const lungseg_options& options);
+// LibTorch lives in the optional liblungseg_libtorch.so, loaded on first use
+// (libtorch_loader.cpp); available() loads it if it can.
 std::unique_ptr<Backend> create_libtorch_backend(const ModelSource& model,
                                                  const lungseg_options& options);
+bool libtorch_backend_available() noexcept;
 std::unique_ptr<Backend> create_tensorrt_backend(const ModelSource& model,
                                                  const lungseg_options& options);
 

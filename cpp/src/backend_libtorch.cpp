@@ -1,5 +1,8 @@
 // LibTorch backend: runs the exported TorchScript archive (CPU, or CUDA where LibTorch was
-// built with it). Kept to this one translation unit because LibTorch headers compile slowly.
+// built with it). Built as its own library, liblungseg_libtorch.so (CMake option
+// LUNGSEG_WITH_LIBTORCH), that liblungseg loads at run time only when a TorchScript model
+// is opened (libtorch_loader.cpp); liblungseg itself never links LibTorch. The two talk
+// through the C table of backend_plugin.h, the one symbol this library exports.
 //
 // The archive's forward(pixels) returns (probability, mask) as SegmentationPipeline does;
 // outputs are told apart by dtype (uint8/bool mask, floating probability), and a dict with
@@ -10,11 +13,13 @@
 #include <torch/script.h>
 
 #include <cstring>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "backend.h"
+#include "backend_plugin.h"
 
 namespace lungseg::detail {
 namespace {
@@ -41,7 +46,8 @@ std::string torch_message(const std::exception& e) {
     return e.what();
 }
 
-class LibTorchBackend final : public Backend {
+// Not a Backend subclass: liblungseg wraps the C table in its own Backend (libtorch_loader.cpp).
+class LibTorchBackend final {
 public:
     LibTorchBackend(const ModelSource& model, const lungseg_options& options) : device_(torch::kCPU) {
         if (options.device == LUNGSEG_DEVICE_CUDA) {
@@ -53,6 +59,7 @@ public:
             device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.device_index));
         }
         if (options.num_threads > 0) at::set_num_threads(options.num_threads);  // process-wide (documented)
+        else apply_default_threads();
         torch::jit::ExtraFilesMap extra{{kMetadataName, ""}};
         try {
             module_ = torch::jit::load(std::make_shared<MemoryReader>(model.data, model.size), device_, extra);
@@ -66,9 +73,9 @@ public:
         if (!extra[kMetadataName].empty()) metadata_json_ = extra[kMetadataName];
     }
 
-    const char* name() const noexcept override { return "libtorch"; }
+    const std::string& metadata_json() const noexcept { return metadata_json_; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) override {
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) {
         const auto count = static_cast<std::size_t>(height * width);
         try {
             c10::InferenceMode guard;
@@ -95,6 +102,19 @@ public:
     }
 
 private:
+    // num_threads = 0. LibTorch's OpenMP pool spins between parallel regions unless the
+    // process set OMP_WAIT_POLICY=passive (read once, when the OpenMP runtime loads, so it
+    // cannot be changed from here). A spinning pool on every core, sharing them with any
+    // other busy thread, made a 512x512 image take 2.1 s instead of about 0.2 s. Unless the
+    // process chose its policy or thread count (OMP_WAIT_POLICY, OMP_NUM_THREADS), leave one
+    // core free: one thread per core minus one, at least 1. Process-wide, as documented.
+    static void apply_default_threads() {
+        if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("OMP_NUM_THREADS") != nullptr) return;
+        const unsigned cores = std::thread::hardware_concurrency();
+        const int threads = cores > 1 ? static_cast<int>(cores) - 1 : 1;
+        if (at::get_num_threads() > threads) at::set_num_threads(threads);
+    }
+
     static std::string shape_text(const at::Tensor& t) {
         std::string s = "[";
         for (int64_t k = 0; k < t.dim(); ++k) s += (k ? "," : "") + std::to_string(t.size(k));
@@ -127,13 +147,12 @@ private:
 
     torch::jit::Module module_;
     torch::Device device_;
+    std::string metadata_json_ = "{}";
 };
 
-}  // namespace
-
-std::unique_ptr<Backend> create_libtorch_backend(const ModelSource& model, const lungseg_options& options) {
+LibTorchBackend* create_backend(const ModelSource& model, const lungseg_options& options) {
     try {
-        return std::make_unique<LibTorchBackend>(model, options);
+        return new LibTorchBackend(model, options);
     } catch (const Error&) {
         throw;
     } catch (const std::exception& e) {
@@ -141,4 +160,71 @@ std::unique_ptr<Backend> create_libtorch_backend(const ModelSource& model, const
     }
 }
 
+// ---- the plugin's C table ------------------------------------------------------------------
+void copy_message(const char* text, char* error, std::size_t error_size) noexcept {
+    if (error == nullptr || error_size == 0) return;
+    std::size_t n = std::strlen(text);
+    if (n >= error_size) n = error_size - 1;
+    std::memcpy(error, text, n);
+    error[n] = '\0';
+}
+
+template <class Body>
+int32_t guarded(char* error, std::size_t error_size, Body&& body) noexcept {
+    try {
+        body();
+        return LUNGSEG_OK;
+    } catch (const Error& e) {
+        copy_message(e.what(), error, error_size);
+        return e.status();
+    } catch (const std::bad_alloc&) {
+        copy_message("out of memory", error, error_size);
+        return LUNGSEG_ERROR_OUT_OF_MEMORY;
+    } catch (const std::exception& e) {
+        copy_message(e.what(), error, error_size);
+        return LUNGSEG_ERROR_INTERNAL;
+    } catch (...) {
+        copy_message("unexpected non-standard exception in the LibTorch backend", error, error_size);
+        return LUNGSEG_ERROR_INTERNAL;
+    }
+}
+
+int32_t plugin_create(const void* data, std::size_t size, const char* path, int32_t device, int32_t device_index,
+                      int32_t num_threads, void** handle, char* error, std::size_t error_size) {
+    return guarded(error, error_size, [&] {
+        if (handle == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "handle is NULL");
+        *handle = nullptr;
+        ModelSource model{data, size, path != nullptr ? path : "<memory>", false};
+        lungseg_options options;
+        std::memset(&options, 0, sizeof options);
+        options.device = device;
+        options.device_index = device_index;
+        options.num_threads = num_threads;
+        *handle = create_backend(model, options);
+    });
+}
+
+int32_t plugin_run(void* handle, const float* pixels, int64_t height, int64_t width, uint8_t* mask,
+                   float* probability, char* error, std::size_t error_size) {
+    return guarded(error, error_size, [&] {
+        static_cast<LibTorchBackend*>(handle)->run(pixels, height, width, mask, probability);
+    });
+}
+
+const char* plugin_metadata_json(const void* handle) {
+    return static_cast<const LibTorchBackend*>(handle)->metadata_json().c_str();
+}
+
+void plugin_destroy(void* handle) { delete static_cast<LibTorchBackend*>(handle); }
+
+const lungseg_backend_plugin kPlugin = {
+    sizeof(lungseg_backend_plugin), LUNGSEG_BACKEND_PLUGIN_ABI, "libtorch",
+    &plugin_create, &plugin_run, &plugin_metadata_json, &plugin_destroy,
+};
+
+}  // namespace
 }  // namespace lungseg::detail
+
+extern "C" __attribute__((visibility("default"))) const lungseg_backend_plugin* lungseg_libtorch_plugin(void) {
+    return &lungseg::detail::kPlugin;
+}

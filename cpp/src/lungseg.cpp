@@ -111,7 +111,7 @@ bool backend_built(int32_t backend) {
         case LUNGSEG_BACKEND_ONNXRUNTIME: return true;
 #endif
 #ifdef LUNGSEG_HAVE_LIBTORCH
-        case LUNGSEG_BACKEND_LIBTORCH: return true;
+        case LUNGSEG_BACKEND_LIBTORCH: return lungseg::detail::libtorch_backend_available();
 #endif
 #ifdef LUNGSEG_HAVE_TENSORRT
         case LUNGSEG_BACKEND_TENSORRT: return true;
@@ -189,7 +189,8 @@ void create_segmenter(const ModelSource& model, const lungseg_options* options, 
     if (model.size == 0) fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "' is empty (0 bytes)");
     int32_t backend = o.backend;
     if (backend == LUNGSEG_BACKEND_AUTO) backend = choose_backend(model);
-    if (!backend_built(backend))
+    // LibTorch is a plugin loaded on first use; its loader says why it could not be loaded.
+    if (backend != LUNGSEG_BACKEND_LIBTORCH && !backend_built(backend))
         fail(LUNGSEG_ERROR_UNSUPPORTED,
              "model '" + model.path + "' needs the " + backend_label(backend) +
                  " backend, which this lungseg library was built without (CMake option " +
