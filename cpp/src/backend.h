@@ -7,9 +7,11 @@
 #ifndef LUNGSEG_SRC_BACKEND_H
 #define LUNGSEG_SRC_BACKEND_H
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -49,6 +51,54 @@ struct ModelSource {
     bool from_file = false;
 };
 
+// One running call, as lungseg_cancel() sees it. Calls are linked into their segmenter's
+// list (under its mutex) while they run; lungseg_cancel() sets `cancelled` on each and
+// runs the hook a backend armed (ONNX Runtime: RunOptions::SetTerminate), under the same
+// mutex, so a hook is never called after disarm() returned.
+class CallToken {
+public:
+    explicit CallToken(std::mutex& registry) : registry_(registry) {}
+    CallToken(const CallToken&) = delete;
+    CallToken& operator=(const CallToken&) = delete;
+
+    bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+    // Throws LUNGSEG_CANCELLED naming `stage` when the call was cancelled.
+    void check(const char* stage) const {
+        if (cancelled()) fail_cancelled(stage);
+    }
+    [[noreturn]] static void fail_cancelled(const char* stage);
+
+    // Arm the backend's stop hook for the graph run; false (hook not armed) when the call
+    // was cancelled already.
+    bool arm(void (*hook)(void*), void* arg) {
+        std::lock_guard<std::mutex> lock(registry_);
+        if (cancelled()) return false;
+        hook_ = hook;
+        hook_arg_ = arg;
+        return true;
+    }
+    void disarm() noexcept {
+        std::lock_guard<std::mutex> lock(registry_);
+        hook_ = nullptr;
+        hook_arg_ = nullptr;
+    }
+
+    // Called by lungseg_cancel() with the registry mutex held.
+    void cancel_locked() noexcept {
+        cancelled_.store(true, std::memory_order_release);
+        if (hook_ != nullptr) hook_(hook_arg_);
+    }
+
+    CallToken* prev = nullptr;  // the segmenter's list of running calls
+    CallToken* next = nullptr;
+
+private:
+    std::mutex& registry_;
+    std::atomic<bool> cancelled_{false};
+    void (*hook_)(void*) = nullptr;
+    void* hook_arg_ = nullptr;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -56,9 +106,10 @@ public:
 
     // Run the graph on pixels (dense float32, height * width). Exactly one of mask
     // (height * width bytes) and probability (height * width floats) is non-null and
-    // receives that output.
+    // receives that output. A backend that can stop a running graph arms `token`'s hook;
+    // every backend checks the token before and after the graph.
     virtual void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask,
-                     float* probability) = 0;
+                     float* probability, CallToken& token) = 0;
 
     // The artifact's metadata as JSON object text ("{}" when none).
     const std::string& metadata_json() const noexcept { return metadata_json_; }

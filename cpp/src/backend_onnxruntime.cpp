@@ -8,7 +8,10 @@
 #include <onnxruntime_cxx_api.h>
 #include <onnxruntime_session_options_config_keys.h>
 
+#include <stdlib.h>
+
 #include <array>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -23,23 +26,66 @@ namespace {
 // ONNX Runtime logs through this function instead of to stderr; the library prints nothing.
 void discard_log(void*, OrtLoggingLevel, const char*, const char*, const char*, const char*) {}
 
-// One Ort::Env for the process, created on first use. Ort::Env refers to ONNX Runtime's
-// own process-wide environment, so sharing it costs nothing.
-Ort::Env& shared_env() {
-    static std::once_flag once;
-    static const OrtApi* api = nullptr;
-    static std::string version;
-    std::call_once(once, [] {
-        const OrtApiBase* base = OrtGetApiBase();
-        version = base->GetVersionString();
-        api = base->GetApi(ORT_API_VERSION);
-        if (api != nullptr) Ort::InitApi(api);
-    });
-    if (api == nullptr)
-        fail(LUNGSEG_ERROR_UNSUPPORTED, "the ONNX Runtime library (" + version + ") is older than the headers lungseg was built with (C API version " +
-                                            std::to_string(ORT_API_VERSION) + ")");
-    static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "lungseg", &discard_log, nullptr);
-    return env;
+// The process's Ort::Env, shared by the segmenters and released with the last of them, so
+// that no ONNX Runtime object (or thread) outlives the last lungseg_destroy().
+class SharedEnv {
+public:
+    static Ort::Env& acquire() {
+        init_api();
+        SharedEnv& s = instance();
+        std::lock_guard<std::mutex> lock(s.mutex_);
+        if (!s.env_) s.env_ = std::make_unique<Ort::Env>(ORT_LOGGING_LEVEL_ERROR, "lungseg", &discard_log, nullptr);
+        ++s.refs_;
+        return *s.env_;
+    }
+    static void release() noexcept {
+        SharedEnv& s = instance();
+        std::lock_guard<std::mutex> lock(s.mutex_);
+        if (--s.refs_ == 0) s.env_.reset();
+    }
+
+private:
+    static SharedEnv& instance() {
+        static SharedEnv s;
+        return s;
+    }
+    static void init_api() {
+        static std::once_flag once;
+        static const OrtApi* api = nullptr;
+        static std::string version;
+        std::call_once(once, [] {
+            // ONNX Runtime builds with telemetry (the pip wheel's 1DS) start a dispatcher
+            // thread with the first environment that lives until the process exits, past
+            // every lungseg_destroy(); the variable, read when the environment is created,
+            // keeps it from starting. A value the process set itself is left alone.
+            ::setenv("ORT_DISABLE_TELEMETRY", "1", 0);
+            const OrtApiBase* base = OrtGetApiBase();
+            version = base->GetVersionString();
+            api = base->GetApi(ORT_API_VERSION);
+            if (api != nullptr) Ort::InitApi(api);
+        });
+        if (api == nullptr)
+            fail(LUNGSEG_ERROR_UNSUPPORTED, "the ONNX Runtime library (" + version + ") is older than the headers lungseg was built with (C API version " +
+                                                std::to_string(ORT_API_VERSION) + ")");
+    }
+    std::mutex mutex_;
+    std::unique_ptr<Ort::Env> env_;
+    int refs_ = 0;
+};
+
+// Holds one reference to the shared environment for a backend's lifetime.
+struct EnvRef {
+    Ort::Env& env = SharedEnv::acquire();
+    EnvRef() = default;
+    EnvRef(const EnvRef&) = delete;
+    EnvRef& operator=(const EnvRef&) = delete;
+    ~EnvRef() { SharedEnv::release(); }
+};
+
+// lungseg_cancel()'s hook: stop the graph run between operators.
+void terminate_run(void* run_options) noexcept {
+    OrtStatus* st = Ort::GetApi().RunOptionsSetTerminate(static_cast<OrtRunOptions*>(run_options));
+    if (st != nullptr) Ort::GetApi().ReleaseStatus(st);
 }
 
 std::string element_type_name(ONNXTensorElementDataType t) {
@@ -89,7 +135,7 @@ TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& info) {
 class OnnxRuntimeBackend final : public Backend {
 public:
     OnnxRuntimeBackend(const ModelSource& model, const lungseg_options& options) {
-        Ort::Env& env = shared_env();
+        Ort::Env& env = env_.env;
         Ort::SessionOptions so;
         so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
         so.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
@@ -111,10 +157,17 @@ public:
 
     const char* name() const noexcept override { return "onnxruntime"; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) override {
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+             CallToken& token) override {
         const std::array<int64_t, 4> shape{1, 1, height, width};
         const auto count = static_cast<std::size_t>(height * width);
         const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+        Ort::RunOptions run_options;
+        if (!token.arm(&terminate_run, static_cast<OrtRunOptions*>(run_options))) token.check("before the graph ran");
+        struct Disarm {
+            CallToken& token;
+            ~Disarm() { token.disarm(); }
+        } disarm{token};
         try {
             // The graph only reads its input; ONNX Runtime's API takes a non-const pointer.
             Ort::Value input = Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(pixels), count, shape.data(), shape.size());
@@ -124,8 +177,9 @@ public:
                                     : Ort::Value::CreateTensor<float>(cpu, probability, count, shape.data(), shape.size());
             const char* input_names[] = {kInputName};
             const char* output_names[] = {mask != nullptr ? kMaskName : kProbabilityName};
-            session_.Run(Ort::RunOptions{nullptr}, input_names, &input, 1, output_names, &output, 1);
+            session_.Run(run_options, input_names, &input, 1, output_names, &output, 1);
         } catch (const Ort::Exception& e) {
+            if (token.cancelled()) CallToken::fail_cancelled("while the graph ran (ONNX Runtime stopped it)");
             fail(LUNGSEG_ERROR_INFERENCE, "ONNX Runtime failed on a " + std::to_string(width) + "x" +
                                               std::to_string(height) + " image: " + e.what());
         }
@@ -196,6 +250,7 @@ private:
         metadata_json_ = json_object_of_strings(members);
     }
 
+    EnvRef env_;  // declared first: released after the session
     Ort::Session session_{nullptr};
 };
 

@@ -124,8 +124,11 @@ public:
 
     const char* name() const noexcept override { return "tensorrt"; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) override {
+    // TensorRT cannot stop an enqueued graph: a cancelled call is reported after it.
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+             CallToken& token) override {
         std::lock_guard<std::mutex> lock(mutex_);
+        token.check("before the graph ran");
         check_cuda(cudaSetDevice(device_), "cudaSetDevice");
         if (height < min_.d[2] || height > max_.d[2] || width < min_.d[3] || width > max_.d[3])
             fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "image " + std::to_string(width) + "x" + std::to_string(height) +

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <system_error>
@@ -24,15 +26,57 @@
 #include "postprocess.h"
 
 using lungseg::detail::Backend;
+using lungseg::detail::CallToken;
 using lungseg::detail::Error;
 using lungseg::detail::fail;
 using lungseg::detail::ModelSource;
+using lungseg::detail::PostprocessScratch;
+
+namespace {
+
+// One call's host memory: the float32 image (the graph's input) and the clean-up's lists.
+// Library-owned workspaces are kept by the segmenter, one per concurrent call, and grow to
+// the largest image seen; the caller's workspace (lungseg_set_workspace) replaces `owned`.
+struct Workspace {
+    std::unique_ptr<unsigned char[]> owned;
+    std::size_t owned_size = 0;
+    PostprocessScratch post;
+    Workspace* next_free = nullptr;
+};
+
+// Bytes of workspace for `count` pixels: float32 each, plus room to align the start.
+constexpr std::size_t kWorkspaceAlign = 64;
+std::size_t workspace_bytes(uint64_t count) {
+    return static_cast<std::size_t>(count) * sizeof(float) + kWorkspaceAlign;
+}
+
+}  // namespace
 
 struct lungseg_segmenter {
     std::unique_ptr<Backend> backend;
     std::map<std::string, std::string> metadata;
+    std::string extent = "visible";
     uint64_t max_pixels = LUNGSEG_DEFAULT_MAX_PIXELS;
+
+    // Running calls, for lungseg_cancel().
+    std::mutex registry;
+    CallToken* running = nullptr;
+
+    // Library-owned workspaces.
+    std::mutex pool_mutex;
+    std::vector<std::unique_ptr<Workspace>> workspaces;
+    Workspace* free_list = nullptr;
+
+    // The caller's workspace; calls are serialized on user_mutex while one is set.
+    unsigned char* user_workspace = nullptr;
+    std::size_t user_workspace_size = 0;
+    std::mutex user_mutex;
+    Workspace user_slot;
 };
+
+void lungseg::detail::CallToken::fail_cancelled(const char* stage) {
+    fail(LUNGSEG_CANCELLED, std::string("cancelled by lungseg_cancel() ") + stage);
+}
 
 namespace {
 
@@ -136,15 +180,44 @@ int32_t choose_backend(const ModelSource& model) {
     return LUNGSEG_BACKEND_ONNXRUNTIME;
 }
 
+// lungseg 0.1's struct ended after max_pixels; ABI 2 appended extent, create_flags and
+// expected_sha256. A caller's struct_size says which fields it has (see the header).
+constexpr uint32_t kOptionsV1Size = 32;
+static_assert(offsetof(lungseg_options, extent) == kOptionsV1Size, "lungseg 0.1's options layout");
+constexpr uint32_t kOptionsMaxSize = 4096;
+
+bool is_hex64(const char* s) {
+    for (int k = 0; k < 64; ++k)
+        if (s[k] == '\0' || !std::isxdigit(static_cast<unsigned char>(s[k]))) return false;
+    return s[64] == '\0';
+}
+
 lungseg_options checked_options(const lungseg_options* given) {
     lungseg_options o;
     lungseg_options_init(&o);
     if (given == nullptr) return o;
-    if (given->struct_size != sizeof(lungseg_options))
-        fail(LUNGSEG_ERROR_INVALID_ARGUMENT,
-             "options.struct_size is " + std::to_string(given->struct_size) + ", expected " +
-                 std::to_string(sizeof(lungseg_options)) + ": initialise options with lungseg_options_init()");
-    o = *given;
+    const uint32_t n = given->struct_size;
+    const std::string sizes = "; this library knows " + std::to_string(kOptionsV1Size) + " (lungseg 0.1) and " +
+                              std::to_string(sizeof(lungseg_options)) + " (ABI " + std::to_string(LUNGSEG_ABI_VERSION) +
+                              "): initialise options with lungseg_options_init()";
+    if (n < kOptionsV1Size || (n > kOptionsV1Size && n < sizeof(lungseg_options)))
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.struct_size is " + std::to_string(n) + sizes);
+    if (n > sizeof(lungseg_options)) {
+        if (n > kOptionsMaxSize)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.struct_size is " + std::to_string(n) + ", above " +
+                                                     std::to_string(kOptionsMaxSize) + sizes);
+        // A newer header: accepted when its fields beyond ours are left at 0 (their defaults).
+        const auto* bytes = reinterpret_cast<const unsigned char*>(given);
+        for (std::size_t k = sizeof(lungseg_options); k < n; ++k)
+            if (bytes[k] != 0)
+                fail(LUNGSEG_ERROR_UNSUPPORTED, "options.struct_size " + std::to_string(n) +
+                                                    " comes from a newer lungseg header and byte " + std::to_string(k) +
+                                                    " sets a field this library (ABI " + std::to_string(LUNGSEG_ABI_VERSION) +
+                                                    ", " + std::to_string(sizeof(lungseg_options)) +
+                                                    "-byte options) does not know");
+    }
+    std::memcpy(&o, given, std::min<std::size_t>(n, sizeof(lungseg_options)));
+    o.struct_size = sizeof(lungseg_options);
     if (o.backend < LUNGSEG_BACKEND_AUTO || o.backend > LUNGSEG_BACKEND_TENSORRT)
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.backend " + std::to_string(o.backend) + " is not a lungseg_backend value");
     if (o.device != LUNGSEG_DEVICE_CPU && o.device != LUNGSEG_DEVICE_CUDA)
@@ -158,6 +231,17 @@ lungseg_options checked_options(const lungseg_options* given) {
     if (o.max_pixels > kHardMaxPixels)
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.max_pixels " + std::to_string(o.max_pixels) +
                                                  " is above the supported " + std::to_string(kHardMaxPixels));
+    if (o.extent < LUNGSEG_EXTENT_ANY || o.extent > LUNGSEG_EXTENT_FULL)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.extent " + std::to_string(o.extent) +
+                                                 " is not a lungseg_extent value (0 any, 1 visible, 2 full)");
+    if ((o.create_flags & ~LUNGSEG_CREATE_VERIFY_SHA256) != 0)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.create_flags has unknown bits 0x" + [&] {
+            char buf[16];
+            std::snprintf(buf, sizeof buf, "%x", static_cast<unsigned>(o.create_flags & ~LUNGSEG_CREATE_VERIFY_SHA256));
+            return std::string(buf);
+        }());
+    if (o.expected_sha256 != nullptr && !is_hex64(o.expected_sha256))
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "options.expected_sha256 is not 64 hex digits");
     return o;
 }
 
@@ -184,9 +268,81 @@ std::vector<unsigned char> read_file(const std::string& path) {
     return data;
 }
 
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// The SHA-256 recorded for a model file: "<path>.sha256" (sha256sum format), else "".
+std::string sidecar_sha256(const std::string& path) {
+    std::FILE* f = std::fopen((path + ".sha256").c_str(), "rb");
+    if (f == nullptr) return "";
+    char buf[65] = {};
+    const std::size_t got = std::fread(buf, 1, 64, f);
+    std::fclose(f);
+    buf[got] = '\0';
+    return got == 64 && is_hex64(buf) ? lower(buf) : std::string("-");  // "-": present but unreadable
+}
+
+void check_sha256(const ModelSource& model, const std::string& expected, const std::string& source) {
+    if (expected == "-")
+        fail(LUNGSEG_ERROR_CHECKSUM, "model '" + model.path + "': " + source + " does not start with 64 hex digits");
+    const std::string actual = lungseg::detail::sha256_hex(model.data, model.size);
+    if (actual != expected)
+        fail(LUNGSEG_ERROR_CHECKSUM, "model '" + model.path + "' has SHA-256 " + actual + ", but " + source +
+                                         " records " + expected + ": the artifact is corrupt or not the one expected");
+}
+
+// Metadata rules checked at create: schema version, extent (requested and recorded).
+void check_model_metadata(const ModelSource& model, const lungseg_options& o, lungseg_segmenter& seg) {
+    const auto schema = seg.metadata.find("schema_version");
+    if (schema != seg.metadata.end()) {
+        const std::string& v = schema->second;
+        const bool digits = !v.empty() && v.size() <= 9 && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+        const long version = digits ? std::stol(v) : -1;
+        if (version < 1)
+            fail(LUNGSEG_ERROR_MODEL_VERSION, "model '" + model.path + "': metadata schema_version '" + v +
+                                                  "' is not a positive integer; this library understands schema versions 1.." +
+                                                  std::to_string(LUNGSEG_MODEL_SCHEMA_VERSION));
+        if (version > LUNGSEG_MODEL_SCHEMA_VERSION)
+            fail(LUNGSEG_ERROR_MODEL_VERSION, "model '" + model.path + "' has metadata schema_version " + v +
+                                                  ", newer than the schema version " +
+                                                  std::to_string(LUNGSEG_MODEL_SCHEMA_VERSION) + " this lungseg library (" +
+                                                  lungseg_version() + ") understands: use a newer library or export the "
+                                                  "model with a matching lungseg");
+    }
+    const auto extent = seg.metadata.find("extent");
+    if (extent != seg.metadata.end()) {
+        if (extent->second != "visible" && extent->second != "full")
+            fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "': metadata extent '" + extent->second +
+                                          "' is neither 'visible' nor 'full'");
+        seg.extent = extent->second;
+    }
+    if (o.extent != LUNGSEG_EXTENT_ANY) {
+        const char* wanted = o.extent == LUNGSEG_EXTENT_FULL ? "full" : "visible";
+        if (seg.extent != wanted)
+            fail(LUNGSEG_ERROR_MODEL_MISMATCH, "model '" + model.path + "' was exported for the '" + seg.extent +
+                                                   "' extent" + (extent == seg.metadata.end() ? " (no extent in its metadata)" : "") +
+                                                   ", but options.extent asks for '" + wanted + "'");
+    }
+}
+
 void create_segmenter(const ModelSource& model, const lungseg_options* options, lungseg_segmenter** out) {
     const lungseg_options o = checked_options(options);
     if (model.size == 0) fail(LUNGSEG_ERROR_MODEL, "model '" + model.path + "' is empty (0 bytes)");
+    // Integrity first when the expected hash is known before parsing the artifact.
+    const bool verify = (o.create_flags & LUNGSEG_CREATE_VERIFY_SHA256) != 0 || o.expected_sha256 != nullptr;
+    bool verified = false;
+    if (verify && o.expected_sha256 != nullptr) {
+        check_sha256(model, lower(o.expected_sha256), "options.expected_sha256");
+        verified = true;
+    } else if (verify && model.from_file) {
+        const std::string recorded = sidecar_sha256(model.path);
+        if (!recorded.empty()) {
+            check_sha256(model, recorded, "'" + model.path + ".sha256'");
+            verified = true;
+        }
+    }
     int32_t backend = o.backend;
     if (backend == LUNGSEG_BACKEND_AUTO) backend = choose_backend(model);
     // LibTorch is a plugin loaded on first use; its loader says why it could not be loaded.
@@ -210,6 +366,17 @@ void create_segmenter(const ModelSource& model, const lungseg_options* options, 
         default: fail(LUNGSEG_ERROR_INTERNAL, "backend " + std::to_string(backend) + " not dispatched");
     }
     lungseg::detail::parse_json_object(seg->backend->metadata_json(), seg->metadata);
+    if (verify && !verified) {
+        const auto recorded = seg->metadata.find("artifact_sha256");
+        if (recorded == seg->metadata.end())
+            fail(LUNGSEG_ERROR_CHECKSUM, "model '" + model.path +
+                                             "': LUNGSEG_CREATE_VERIFY_SHA256 was asked for but no SHA-256 is recorded "
+                                             "(options.expected_sha256, metadata artifact_sha256, or a file '" +
+                                             model.path + ".sha256')");
+        check_sha256(model, is_hex64(recorded->second.c_str()) ? lower(recorded->second) : std::string("-"),
+                     "metadata artifact_sha256");
+    }
+    check_model_metadata(model, o, *seg);
     *out = seg.release();
 }
 
@@ -224,9 +391,11 @@ std::size_t bytes_per_pixel(int32_t pixel_type) {
     }
 }
 
-// Checks an image's description; returns width * height.
-uint64_t check_image(const void* pixels, int32_t pixel_type, uint32_t width, uint32_t height,
-                     std::size_t& row_stride, uint64_t max_pixels) {
+const char* pixel_type_name(int32_t pixel_type) { return pixel_type == LUNGSEG_PIXEL_UINT16 ? "uint16" : "uint8"; }
+
+// Checks an image's description and its buffer's size; returns width * height.
+uint64_t check_image(const void* pixels, std::size_t pixels_size, int32_t pixel_type, uint32_t width,
+                     uint32_t height, std::size_t& row_stride, uint64_t max_pixels) {
     if (pixels == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "pixels is NULL");
     const std::size_t bpp = bytes_per_pixel(pixel_type);
     if (width == 0 || height == 0)
@@ -240,27 +409,37 @@ uint64_t check_image(const void* pixels, int32_t pixel_type, uint32_t width, uin
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "image size " + std::to_string(width) + "x" + std::to_string(height) +
                                                  " (" + std::to_string(count) + " pixels) is above the limit of " +
                                                  std::to_string(max_pixels) + " pixels (options.max_pixels)");
-    const uint64_t row_bytes = static_cast<uint64_t>(width) * bpp;
-    if (row_stride == 0) row_stride = static_cast<std::size_t>(row_bytes);
+    const std::size_t row_bytes = static_cast<std::size_t>(width) * bpp;  // width < 2^32, bpp <= 2: no overflow on 64-bit
+    if (row_stride == 0) row_stride = row_bytes;
     if (row_stride < row_bytes)
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "row_stride " + std::to_string(row_stride) +
                                                  " bytes is smaller than a row of " + std::to_string(width) +
                                                  " pixels (" + std::to_string(row_bytes) + " bytes)");
-    if ((std::numeric_limits<std::size_t>::max() - row_bytes) / height < row_stride)
+    // The buffer spans (height - 1) * row_stride + row_bytes bytes; refuse what overflows.
+    const std::size_t rows_before_last = static_cast<std::size_t>(height) - 1;
+    if ((std::numeric_limits<std::size_t>::max() - row_bytes) / rows_before_last < row_stride)
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "row_stride " + std::to_string(row_stride) + " times height " +
                                                  std::to_string(height) + " overflows the address space");
+    const std::size_t need = rows_before_last * row_stride + row_bytes;
+    if (pixels_size < need)
+        fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "pixels_size " + std::to_string(pixels_size) + " bytes is below the " +
+                                                 std::to_string(need) + " bytes a " + std::to_string(width) + "x" +
+                                                 std::to_string(height) + " " + pixel_type_name(pixel_type) +
+                                                 " image with row_stride " + std::to_string(row_stride) +
+                                                 " needs ((height - 1) * row_stride + width * " + std::to_string(bpp) + ")");
     return count;
 }
 
-// The caller's pixels as dense float32, the graph's input. A constant image is refused, as
-// lungseg.io.validate_pixels does in Python: there is nothing to segment in it.
-std::vector<float> to_float(const void* pixels, int32_t pixel_type, uint32_t width, uint32_t height,
-                            std::size_t row_stride) {
-    std::vector<float> out(static_cast<std::size_t>(width) * height);
+// The caller's pixels as dense float32 into `out` (width * height floats), the graph's
+// input. A constant image is refused, as lungseg.io.validate_pixels does in Python: there
+// is nothing to segment in it.
+void to_float(const void* pixels, int32_t pixel_type, uint32_t width, uint32_t height, std::size_t row_stride,
+              float* out) {
     const auto* base = static_cast<const unsigned char*>(pixels);
+    float lo = std::numeric_limits<float>::max(), hi = std::numeric_limits<float>::lowest();
     for (uint32_t y = 0; y < height; ++y) {
         const unsigned char* row = base + static_cast<std::size_t>(y) * row_stride;
-        float* dst = out.data() + static_cast<std::size_t>(y) * width;
+        float* dst = out + static_cast<std::size_t>(y) * width;
         if (pixel_type == LUNGSEG_PIXEL_UINT8) {
             for (uint32_t x = 0; x < width; ++x) dst[x] = static_cast<float>(row[x]);
         } else {
@@ -270,17 +449,116 @@ std::vector<float> to_float(const void* pixels, int32_t pixel_type, uint32_t wid
                 dst[x] = static_cast<float>(v);
             }
         }
+        const auto [rlo, rhi] = std::minmax_element(dst, dst + width);
+        lo = std::min(lo, *rlo);
+        hi = std::max(hi, *rhi);
     }
-    const auto [lo, hi] = std::minmax_element(out.begin(), out.end());
-    if (*lo == *hi)
-        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "constant image (every pixel is " + std::to_string(static_cast<long>(*lo)) +
+    if (lo == hi)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "constant image (every pixel is " + std::to_string(static_cast<long>(lo)) +
                                                  "); nothing to segment");
-    return out;
 }
 
-void apply_postprocess(uint8_t* mask, int64_t height, int64_t width, uint32_t flags) {
-    if ((flags & LUNGSEG_SEGMENT_RAW) == 0) lungseg::detail::clean_mask(mask, height, width);
-    if ((flags & LUNGSEG_SEGMENT_LABELS) != 0) lungseg::detail::label_lungs(mask, height, width);
+void apply_postprocess(uint8_t* mask, int64_t height, int64_t width, uint32_t flags, PostprocessScratch& scratch,
+                       const CallToken* token) {
+    if ((flags & LUNGSEG_SEGMENT_RAW) == 0) lungseg::detail::clean_mask(mask, height, width, scratch);
+    if (token != nullptr) token->check("during the clean-up");
+    if ((flags & LUNGSEG_SEGMENT_LABELS) != 0) lungseg::detail::label_lungs(mask, height, width, scratch);
+}
+
+// A running call, linked into its segmenter's list for lungseg_cancel().
+class RunningCall {
+public:
+    explicit RunningCall(lungseg_segmenter& seg) : seg_(seg), token(seg.registry) {
+        std::lock_guard<std::mutex> lock(seg_.registry);
+        token.next = seg_.running;
+        if (seg_.running != nullptr) seg_.running->prev = &token;
+        seg_.running = &token;
+    }
+    ~RunningCall() {
+        std::lock_guard<std::mutex> lock(seg_.registry);
+        if (token.prev != nullptr) token.prev->next = token.next;
+        else seg_.running = token.next;
+        if (token.next != nullptr) token.next->prev = token.prev;
+    }
+    RunningCall(const RunningCall&) = delete;
+    RunningCall& operator=(const RunningCall&) = delete;
+
+private:
+    lungseg_segmenter& seg_;
+
+public:
+    CallToken token;
+};
+
+// The workspace of one call: the caller's (calls serialized) or one of the segmenter's own.
+class WorkspaceLease {
+public:
+    WorkspaceLease(lungseg_segmenter& seg, uint32_t width, uint32_t height) : seg_(seg) {
+        const uint64_t count = static_cast<uint64_t>(width) * height;
+        const std::size_t need = workspace_bytes(count);
+        if (seg_.user_workspace != nullptr) {
+            user_lock_ = std::unique_lock<std::mutex>(seg_.user_mutex);
+            const auto start = reinterpret_cast<std::uintptr_t>(seg_.user_workspace);
+            const std::size_t skip = (kWorkspaceAlign - start % kWorkspaceAlign) % kWorkspaceAlign;
+            if (seg_.user_workspace_size < need)
+                fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "the workspace of " + std::to_string(seg_.user_workspace_size) +
+                                                         " bytes (lungseg_set_workspace) is below the " + std::to_string(need) +
+                                                         " bytes a " + std::to_string(width) + "x" + std::to_string(height) +
+                                                         " image needs (lungseg_workspace_size)");
+            floats_ = reinterpret_cast<float*>(seg_.user_workspace + skip);
+            slot_ = &seg_.user_slot;
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(seg_.pool_mutex);
+            if (seg_.free_list != nullptr) {
+                slot_ = seg_.free_list;
+                seg_.free_list = slot_->next_free;
+            } else {
+                seg_.workspaces.push_back(std::make_unique<Workspace>());
+                slot_ = seg_.workspaces.back().get();
+            }
+            pooled_ = true;
+        }
+        if (slot_->owned_size < need) {
+            slot_->owned.reset();
+            slot_->owned_size = 0;
+            slot_->owned.reset(new unsigned char[need]);  // uninitialised: every float is written before use
+            slot_->owned_size = need;
+        }
+        floats_ = reinterpret_cast<float*>(slot_->owned.get());
+    }
+    ~WorkspaceLease() {
+        if (!pooled_) return;
+        std::lock_guard<std::mutex> lock(seg_.pool_mutex);
+        slot_->next_free = seg_.free_list;
+        seg_.free_list = slot_;
+    }
+    WorkspaceLease(const WorkspaceLease&) = delete;
+    WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+
+    float* floats() const { return floats_; }
+    PostprocessScratch& scratch() const { return slot_->post; }
+
+private:
+    lungseg_segmenter& seg_;
+    std::unique_lock<std::mutex> user_lock_;
+    Workspace* slot_ = nullptr;
+    bool pooled_ = false;
+    float* floats_ = nullptr;
+};
+
+// One lungseg_segment() / lungseg_probability() call after its arguments were checked.
+void run_call(lungseg_segmenter& seg, const void* pixels, int32_t pixel_type, uint32_t width, uint32_t height,
+              std::size_t row_stride, uint8_t* mask, float* probability, uint32_t flags) {
+    RunningCall call(seg);
+    WorkspaceLease ws(seg, width, height);
+    call.token.check("before the pixel conversion");
+    to_float(pixels, pixel_type, width, height, row_stride, ws.floats());
+    call.token.check("before the graph ran");
+    seg.backend->run(ws.floats(), height, width, mask, probability, call.token);
+    call.token.check("after the graph ran");
+    if (mask != nullptr) apply_postprocess(mask, height, width, flags, ws.scratch(), &call.token);
 }
 
 void check_flags(uint32_t flags) {
@@ -311,6 +589,8 @@ const char* lungseg_version(void) {
     return LUNGSEG_STR(LUNGSEG_VERSION_MAJOR) "." LUNGSEG_STR(LUNGSEG_VERSION_MINOR) "." LUNGSEG_STR(LUNGSEG_VERSION_PATCH);
 }
 
+uint32_t lungseg_abi_version(void) { return LUNGSEG_ABI_VERSION; }
+
 const char* lungseg_status_string(lungseg_status status) {
     switch (status) {
         case LUNGSEG_OK: return "ok";
@@ -323,6 +603,10 @@ const char* lungseg_status_string(lungseg_status status) {
         case LUNGSEG_ERROR_INFERENCE: return "inference failed";
         case LUNGSEG_ERROR_NOT_FOUND: return "not found";
         case LUNGSEG_ERROR_INTERNAL: return "internal error";
+        case LUNGSEG_CANCELLED: return "cancelled";
+        case LUNGSEG_ERROR_MODEL_VERSION: return "model schema version not supported";
+        case LUNGSEG_ERROR_MODEL_MISMATCH: return "model does not match the options";
+        case LUNGSEG_ERROR_CHECKSUM: return "checksum mismatch";
     }
     return "unknown status";
 }
@@ -363,39 +647,40 @@ void lungseg_destroy(lungseg_segmenter* segmenter) {
     }
 }
 
-lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const void* pixels, int32_t pixel_type,
-                               uint32_t width, uint32_t height, std::size_t row_stride, uint8_t* mask,
-                               std::size_t mask_size, uint32_t flags) {
+lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const void* pixels, std::size_t pixels_size,
+                               int32_t pixel_type, uint32_t width, uint32_t height, std::size_t row_stride,
+                               uint8_t* mask, std::size_t mask_size, uint32_t flags) {
     return guarded("lungseg_segment", [&] {
         if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
-        const uint64_t count = check_image(pixels, pixel_type, width, height, row_stride, segmenter->max_pixels);
+        const uint64_t count =
+            check_image(pixels, pixels_size, pixel_type, width, height, row_stride, segmenter->max_pixels);
         if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
         if (mask_size < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " is below width * height = " +
+            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
                                                      std::to_string(count) + " bytes");
         check_flags(flags);
-        const std::vector<float> input = to_float(pixels, pixel_type, width, height, row_stride);
-        segmenter->backend->run(input.data(), height, width, mask, nullptr);
-        apply_postprocess(mask, height, width, flags);
+        run_call(*segmenter, pixels, pixel_type, width, height, row_stride, mask, nullptr, flags);
     });
 }
 
-lungseg_status lungseg_probability(lungseg_segmenter* segmenter, const void* pixels, int32_t pixel_type,
-                                   uint32_t width, uint32_t height, std::size_t row_stride, float* probability,
-                                   std::size_t probability_count) {
+lungseg_status lungseg_probability(lungseg_segmenter* segmenter, const void* pixels, std::size_t pixels_size,
+                                   int32_t pixel_type, uint32_t width, uint32_t height, std::size_t row_stride,
+                                   float* probability, std::size_t probability_size) {
     return guarded("lungseg_probability", [&] {
         if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
-        const uint64_t count = check_image(pixels, pixel_type, width, height, row_stride, segmenter->max_pixels);
+        const uint64_t count =
+            check_image(pixels, pixels_size, pixel_type, width, height, row_stride, segmenter->max_pixels);
         if (probability == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "probability is NULL");
-        if (probability_count < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "probability_count " + std::to_string(probability_count) +
-                                                     " is below width * height = " + std::to_string(count));
-        const std::vector<float> input = to_float(pixels, pixel_type, width, height, row_stride);
-        segmenter->backend->run(input.data(), height, width, nullptr, probability);
+        if (probability_size / sizeof(float) < count)
+            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "probability_size " + std::to_string(probability_size) +
+                                                     " bytes is below width * height * 4 = " +
+                                                     std::to_string(count * sizeof(float)) + " bytes");
+        run_call(*segmenter, pixels, pixel_type, width, height, row_stride, nullptr, probability, 0);
     });
 }
 
-lungseg_status lungseg_postprocess(uint8_t* mask, uint32_t width, uint32_t height, uint32_t flags) {
+lungseg_status lungseg_postprocess(uint8_t* mask, std::size_t mask_size, uint32_t width, uint32_t height,
+                                   uint32_t flags) {
     return guarded("lungseg_postprocess", [&] {
         if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
         if (width == 0 || height == 0)
@@ -405,8 +690,53 @@ lungseg_status lungseg_postprocess(uint8_t* mask, uint32_t width, uint32_t heigh
         if (count > kHardMaxPixels)
             fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask of " + std::to_string(count) + " pixels is above the supported " +
                                                      std::to_string(kHardMaxPixels));
+        if (mask_size < count)
+            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
+                                                     std::to_string(count) + " bytes");
         check_flags(flags);
-        apply_postprocess(mask, height, width, flags);
+        PostprocessScratch scratch;
+        apply_postprocess(mask, height, width, flags, scratch, nullptr);
+    });
+}
+
+lungseg_status lungseg_cancel(lungseg_segmenter* segmenter) {
+    return guarded("lungseg_cancel", [&] {
+        if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+        std::lock_guard<std::mutex> lock(segmenter->registry);
+        for (CallToken* t = segmenter->running; t != nullptr; t = t->next) t->cancel_locked();
+    });
+}
+
+lungseg_status lungseg_workspace_size(const lungseg_segmenter* segmenter, uint32_t width, uint32_t height,
+                                      std::size_t* bytes) {
+    return guarded("lungseg_workspace_size", [&] {
+        if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+        if (bytes == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "bytes is NULL");
+        *bytes = 0;
+        if (width < 2 || height < 2)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "image is " + std::to_string(width) + "x" + std::to_string(height) +
+                                                     "; at least 2 pixels per side are needed");
+        const uint64_t count = static_cast<uint64_t>(width) * height;
+        if (count > segmenter->max_pixels)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "image size " + std::to_string(width) + "x" + std::to_string(height) +
+                                                     " is above the limit of " + std::to_string(segmenter->max_pixels) +
+                                                     " pixels (options.max_pixels)");
+        *bytes = workspace_bytes(count);
+    });
+}
+
+lungseg_status lungseg_set_workspace(lungseg_segmenter* segmenter, void* workspace, std::size_t size) {
+    return guarded("lungseg_set_workspace", [&] {
+        if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+        if ((workspace == nullptr) != (size == 0))
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, workspace == nullptr ? "workspace is NULL but size is " + std::to_string(size)
+                                                                      : std::string("workspace size is 0"));
+        std::lock_guard<std::mutex> user(segmenter->user_mutex);
+        segmenter->user_workspace = static_cast<unsigned char*>(workspace);
+        segmenter->user_workspace_size = size;
+        std::lock_guard<std::mutex> pool(segmenter->pool_mutex);
+        segmenter->free_list = nullptr;
+        segmenter->workspaces.clear();  // no call runs now (documented): nothing is leased
     });
 }
 
@@ -428,6 +758,14 @@ lungseg_status lungseg_metadata_value(const lungseg_segmenter* segmenter, const 
         if (it == segmenter->metadata.end())
             fail(LUNGSEG_ERROR_NOT_FOUND, std::string("metadata has no key '") + key + "'");
         *value = it->second.c_str();
+    });
+}
+
+lungseg_status lungseg_model_extent(const lungseg_segmenter* segmenter, const char** extent) {
+    return guarded("lungseg_model_extent", [&] {
+        if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+        if (extent == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "extent is NULL");
+        *extent = segmenter->extent.c_str();
     });
 }
 

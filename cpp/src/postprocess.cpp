@@ -76,10 +76,13 @@ inline void unite(std::vector<int32_t>& parent, int32_t a, int32_t b) {
 // pixel, the numbering scipy.ndimage.label gives). size[k] is the pixel count of component k
 // (valid where comp[k] == k).
 struct Runs {
-    std::vector<int32_t> row_begin;
-    std::vector<int32_t> start, end;
-    std::vector<int32_t> comp;
-    std::vector<int64_t> size;
+    explicit Runs(PostprocessScratch& s)
+        : row_begin(s.row_begin), start(s.start), end(s.end), comp(s.comp), size(s.size) {}
+    std::vector<int32_t>& row_begin;
+    std::vector<int32_t>& start;
+    std::vector<int32_t>& end;
+    std::vector<int32_t>& comp;
+    std::vector<int64_t>& size;
     int64_t y0 = 0, y1 = 0;  // rows holding runs: [y0, y1); y0 == y1 when the mask is empty
     int64_t x0 = 0, x1 = 0;  // columns holding runs: [x0, x1)
     int32_t first = -1, second = -1;  // the two largest components (ties: first in raster order)
@@ -89,6 +92,8 @@ struct Runs {
 
 void find_runs(const uint8_t* mask, int64_t height, int64_t width, Runs& r) {
     r.row_begin.assign(static_cast<std::size_t>(height) + 1, 0);
+    r.start.clear();
+    r.end.clear();
     r.y0 = height;
     r.y1 = 0;
     r.x0 = width;
@@ -172,8 +177,8 @@ int64_t column_sum(const Runs& r, int32_t k) {
 
 }  // namespace
 
-void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
-    Runs r;
+void clean_mask(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch& scratch) {
+    Runs r(scratch);
     find_runs(mask, height, width, r);
     if (r.count() == 0) return;  // all zero already
     label_runs(height, r);
@@ -184,8 +189,12 @@ void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
 
     // Kept runs, compacted, per row of the box [y0, y1).
     const int64_t y0 = r.y0, y1 = r.y1;
-    std::vector<int32_t> kb(static_cast<std::size_t>(y1 - y0) + 1, 0);
-    std::vector<int32_t> ks, ke;
+    std::vector<int32_t>& kb = scratch.kb;
+    std::vector<int32_t>& ks = scratch.ks;
+    std::vector<int32_t>& ke = scratch.ke;
+    kb.assign(static_cast<std::size_t>(y1 - y0) + 1, 0);
+    ks.clear();
+    ke.clear();
     int64_t ky0 = y1, ky1 = y0;
     for (int64_t y = y0; y < y1; ++y) {
         kb[y - y0] = static_cast<int32_t>(ks.size());
@@ -209,12 +218,12 @@ void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
     // above and below the kept box). Background segments of consecutive rows 4-connect
     // where their columns overlap.
     const int32_t nk = static_cast<int32_t>(ks.size());
-    std::vector<int32_t> parent(static_cast<std::size_t>(nk) + 1);
+    std::vector<int32_t>& parent = scratch.parent;
+    parent.resize(static_cast<std::size_t>(nk) + 1);
     for (int32_t i = 0; i <= nk; ++i) parent[i] = i;
-    struct Segment {
-        int32_t start, end, node;
-    };
-    std::vector<Segment> above, below;
+    using Segment = PostprocessScratch::Segment;
+    std::vector<Segment>& above = scratch.above;
+    std::vector<Segment>& below = scratch.below;
     const auto segments = [&](int64_t y, std::vector<Segment>& out) {
         out.clear();
         const int32_t b = kbegin(y), e = kbegin(y + 1);
@@ -264,8 +273,8 @@ void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
     }
 }
 
-void label_lungs(uint8_t* mask, int64_t height, int64_t width) {
-    Runs r;
+void label_lungs(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch& scratch) {
+    Runs r(scratch);
     find_runs(mask, height, width, r);
     if (r.count() == 0) return;  // all zero already
     label_runs(height, r);
@@ -294,7 +303,8 @@ void label_lungs(uint8_t* mask, int64_t height, int64_t width) {
     if (2 * c0 < width && width < 2 * c1) {  // c0 < W/2 < c1
         const int64_t a = c0 + (c1 - c0) / 4, b = c0 + 3 * (c1 - c0) / 4;
         // Pixels per column from the runs: +1 at each start, -1 at each end.
-        std::vector<int64_t> column(static_cast<std::size_t>(c1 - c0 + 2), 0);
+        std::vector<int64_t>& column = scratch.column;
+        column.assign(static_cast<std::size_t>(c1 - c0 + 2), 0);
         for (int32_t i = 0; i < r.count(); ++i) {
             ++column[r.start[i] - c0];
             --column[r.end[i] - c0];

@@ -20,16 +20,40 @@
 #define LUNGSEG_SRC_POSTPROCESS_H
 
 #include <cstdint>
+#include <vector>
 
 namespace lungseg::detail {
 
 inline constexpr double kMinComponentFraction = 0.02;
 
+// The clean-up's work lists. Their sizes follow the number of runs of non-zero pixels
+// (a few per row on a lung mask), not the pixel count; a scratch kept between calls
+// keeps its capacity, so a later call on a similar mask allocates nothing.
+struct PostprocessScratch {
+    struct Segment {
+        int32_t start, end, node;
+    };
+    std::vector<int32_t> row_begin, start, end, comp;
+    std::vector<int64_t> size;
+    std::vector<int32_t> kb, ks, ke, parent;
+    std::vector<Segment> above, below;
+    std::vector<int64_t> column;
+};
+
 // In place: any non-zero pixel is lung; the result is 0/1. height * width < 2^31.
-void clean_mask(uint8_t* mask, int64_t height, int64_t width);
+void clean_mask(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch& scratch);
 
 // In place: any non-zero pixel is lung; the result is 0/1/2.
-void label_lungs(uint8_t* mask, int64_t height, int64_t width);
+void label_lungs(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch& scratch);
+
+inline void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
+    PostprocessScratch scratch;
+    clean_mask(mask, height, width, scratch);
+}
+inline void label_lungs(uint8_t* mask, int64_t height, int64_t width) {
+    PostprocessScratch scratch;
+    label_lungs(mask, height, width, scratch);
+}
 
 }  // namespace lungseg::detail
 

@@ -1,15 +1,22 @@
 // libFuzzer target: the pixel-buffer entry points (lungseg_segment, lungseg_probability,
-// lungseg_postprocess) with fuzzed sizes, strides, pixel types, flags and pixels, on the
-// small per-pixel test graph (lung where pixel > 128). The harness hands the library a
-// buffer of exactly the size the request describes, so AddressSanitizer sees any read past
-// it. Request layout:
+// lungseg_postprocess) and the workspace/cancel calls with fuzzed sizes, strides, pixel
+// types, flags, buffer sizes and pixels, on the small per-pixel test graph (lung where
+// pixel > 128). The harness allocates exactly the bytes it declares (pixels_size,
+// mask_size, the workspace's size), so AddressSanitizer sees any access past them.
+// Request layout:
 //   byte 0  pixel type: 0 uint8, 1 uint16, 2 uint8, 3 an invalid value (byte >> 2)
-//   byte 1  flags (low 2 bits valid; bit 7 adds an unknown flag)
+//   byte 1  flags (low 2 bits valid; bit 7 adds an unknown flag; bit 2: one byte short
+//           workspace in mode 4)
 //   byte 2  width  (0..64)      byte 3  height (0..64)
-//   byte 4  extra row stride bytes (0..7; 0 = packed)
-//   byte 5  mode: 0-1 segment, 2 probability, 3 postprocess the pixels as a mask
+//   byte 4  bits 0-2: extra row stride bytes (0..7; 0 = packed); bits 3-4: the declared
+//           buffer sizes: 0 exact, 1 pixels one byte short, 2 output one element short,
+//           3 pixels_size = byte 6 (a tiny buffer)
+//   byte 5  mode: 0-1 segment, 2 probability, 3 postprocess the pixels as a mask,
+//           4 segment with a caller workspace, 5 cancel (nothing running) then segment,
+//           6-7 segment
 //   rest    pixel bytes, repeated to fill the buffer
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -42,28 +49,44 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (data[1] & 0x80u) flags |= 0x40u;
     const uint32_t w = data[2] % 65u, h = data[3] % 65u;
     const std::size_t pad = data[4] % 8u;
-    const int mode = data[5] % 4;
+    const int sizing = (data[4] >> 3) & 3;
+    const int mode = data[5] % 8;
     const std::size_t bpp = type == LUNGSEG_PIXEL_UINT16 ? 2 : 1;
     const std::size_t stride = pad == 0 ? 0 : w * bpp + pad;
     const std::size_t row = stride == 0 ? w * bpp : stride;
-    const std::size_t need = h == 0 ? 0 : row * (h - 1) + w * bpp;
-    std::vector<uint8_t> pixels(need == 0 ? 1 : need);
+    std::size_t need = h == 0 ? 0 : row * (h - 1) + w * bpp;
+    if (sizing == 1 && need > 0) --need;
+    if (sizing == 3) need = size > 6 ? data[6] : 0;
+    std::vector<uint8_t> pixels(need);  // exactly pixels_size bytes (data() may be NULL when 0)
     const uint8_t* body = data + 6;
     const std::size_t body_size = size - 6;
     for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = body_size ? body[i % body_size] : 0;
+    const void* px = pixels.empty() ? static_cast<const void*>(data) : pixels.data();
 
     lungseg_segmenter* seg = segmenter();
-    const std::size_t count = static_cast<std::size_t>(w) * h;
-    if (mode <= 1) {
-        std::vector<uint8_t> mask(count == 0 ? 1 : count);
-        (void)lungseg_segment(seg, pixels.data(), type, w, h, stride, mask.data(), count, flags);
-    } else if (mode == 2) {
-        std::vector<float> prob(count == 0 ? 1 : count);
-        (void)lungseg_probability(seg, pixels.data(), type, w, h, stride, prob.data(), count);
-    } else {
+    std::size_t count = static_cast<std::size_t>(w) * h;
+    if (sizing == 2 && count > 0) --count;
+    if (mode == 2) {
+        std::vector<float> prob(count);
+        (void)lungseg_probability(seg, px, pixels.size(), type, w, h, stride, prob.data(), prob.size() * sizeof(float));
+    } else if (mode == 3) {
         std::vector<uint8_t> mask(pixels.begin(), pixels.begin() + static_cast<std::ptrdiff_t>(std::min(count, pixels.size())));
-        mask.resize(count == 0 ? 1 : count);
-        (void)lungseg_postprocess(mask.data(), w, h, flags);
+        mask.resize(count);
+        (void)lungseg_postprocess(mask.data(), mask.size(), w, h, flags);
+    } else {
+        std::vector<unsigned char> workspace;
+        if (mode == 4) {
+            std::size_t bytes = 0;
+            if (lungseg_workspace_size(seg, w, h, &bytes) == LUNGSEG_OK) {
+                workspace.resize(bytes - ((data[1] & 4u) ? 1 : 0));
+                (void)lungseg_set_workspace(seg, workspace.data(), workspace.size());
+            }
+        } else if (mode == 5) {
+            (void)lungseg_cancel(seg);
+        }
+        std::vector<uint8_t> mask(count);
+        (void)lungseg_segment(seg, px, pixels.size(), type, w, h, stride, mask.data(), mask.size(), flags);
+        if (!workspace.empty()) (void)lungseg_set_workspace(seg, nullptr, 0);
     }
     return 0;
 }

@@ -5,8 +5,12 @@
 //
 // Models are the small graphs of test_models.h (no Python needed): the lungseg contract
 // with a per-pixel rule (lung where pixel > 128), foreign graphs and corrupt files.
+#include <dirent.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -34,7 +38,7 @@ bool contains(const char* text, const char* part) { return std::strstr(text, par
         const lungseg_status st_ = (call);                                                               \
         CHECK_MSG(st_ == (want), "got %d (%s), message '%s'", static_cast<int>(st_),                     \
                   lungseg_status_string(st_), lungseg_last_error());                                     \
-        CHECK_MSG(contains(lungseg_last_error(), part), "message '%s' lacks '%s'", lungseg_last_error(), part); \
+        CHECK_MSG(contains(lungseg_last_error(), part), "message '%s' lacks '%s'", lungseg_last_error(), std::string(part).c_str()); \
         std::printf("  %-17s %s\n", lungseg_status_string(st_), lungseg_last_error());                        \
     } while (0)
 
@@ -183,46 +187,46 @@ void test_segment_bad_input(lungseg_segmenter* seg) {
     const std::vector<uint8_t> img = test_image(w, h);
     std::vector<uint8_t> mask(w * h);
     const auto U8 = LUNGSEG_PIXEL_UINT8, U16 = LUNGSEG_PIXEL_UINT16;
-    EXPECT_STATUS(lungseg_segment(nullptr, img.data(), U8, w, h, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(nullptr, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
-    EXPECT_STATUS(lungseg_segment(seg, nullptr, U8, w, h, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, nullptr, img.size(), U8, w, h, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "pixels is NULL");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, h, 0, nullptr, mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, nullptr, mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, 0, h, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, 0, h, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "0x30 is empty");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, 0, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, 0, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "is empty");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, 1, h, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, 1, h, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "at least 2 pixels");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, 100000, 100000, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, 100000, 100000, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "max_pixels");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, 0xFFFFFFFFu, 0xFFFFFFFFu, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, 0xFFFFFFFFu, 0xFFFFFFFFu, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "above the limit");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, h, w - 1, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, h, w - 1, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "row_stride 39 bytes is smaller than a row of 40 pixels (40 bytes)");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U16, w, h, w, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U16, w, h, w, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "(80 bytes)");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, h, std::numeric_limits<std::size_t>::max() / 2, mask.data(),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, h, std::numeric_limits<std::size_t>::max() / 2, mask.data(),
                                   mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "overflows");
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, h, 0, mask.data(), mask.size() - 1, 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size() - 1, 0),
                   LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size 1199");
     for (int32_t bad_type : {0, 3, -1, 8}) {
-        EXPECT_STATUS(lungseg_segment(seg, img.data(), bad_type, w, h, 0, mask.data(), mask.size(), 0),
+        EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), bad_type, w, h, 0, mask.data(), mask.size(), 0),
                       LUNGSEG_ERROR_INVALID_ARGUMENT, "pixel_type");
     }
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), U8, w, h, 0, mask.data(), mask.size(), 0x10),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0x10),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "unknown flags 0x10");
     const std::vector<uint8_t> constant(w * h, 77);
-    EXPECT_STATUS(lungseg_segment(seg, constant.data(), U8, w, h, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, constant.data(), constant.size(), U8, w, h, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "constant image");
     std::vector<float> prob(w * h);
-    EXPECT_STATUS(lungseg_probability(seg, img.data(), U8, w, h, 0, nullptr, prob.size()),
+    EXPECT_STATUS(lungseg_probability(seg, img.data(), img.size(), U8, w, h, 0, nullptr, prob.size() * sizeof(float)),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "probability is NULL");
-    EXPECT_STATUS(lungseg_probability(seg, img.data(), U8, w, h, 0, prob.data(), 10), LUNGSEG_ERROR_BUFFER_TOO_SMALL,
-                  "probability_count 10");
-    EXPECT_STATUS(lungseg_probability(seg, img.data(), 5, w, h, 0, prob.data(), prob.size()),
+    EXPECT_STATUS(lungseg_probability(seg, img.data(), img.size(), U8, w, h, 0, prob.data(), 10), LUNGSEG_ERROR_BUFFER_TOO_SMALL,
+                  "probability_size 10 bytes");
+    EXPECT_STATUS(lungseg_probability(seg, img.data(), img.size(), 5, w, h, 0, prob.data(), prob.size() * sizeof(float)),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "pixel_type 5");
     const char* text = nullptr;
     EXPECT_STATUS(lungseg_metadata_json(nullptr, &text), LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
@@ -237,21 +241,21 @@ void test_segment_good_input(lungseg_segmenter* seg) {
     const uint32_t w = 40, h = 30;
     const std::vector<uint8_t> img = test_image(w, h);
     std::vector<uint8_t> raw(w * h), mask(w * h), labels(w * h);
-    CHECK(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, raw.data(), raw.size(), LUNGSEG_SEGMENT_RAW) ==
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, raw.data(), raw.size(), LUNGSEG_SEGMENT_RAW) ==
           LUNGSEG_OK);
     CHECK(std::string(lungseg_last_error()).empty());
     std::size_t wrong = 0;
     for (std::size_t i = 0; i < raw.size(); ++i) wrong += raw[i] != (img[i] > 128 ? 1 : 0);
     CHECK_MSG(wrong == 0, "%zu pixels differ from the graph's rule", wrong);
     // Default flags = clean-up; LABELS = clean-up + labels: the same as lungseg_postprocess.
-    CHECK(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(), 0) == LUNGSEG_OK);
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(), 0) == LUNGSEG_OK);
     std::vector<uint8_t> expected = raw;
-    CHECK(lungseg_postprocess(expected.data(), w, h, 0) == LUNGSEG_OK);
+    CHECK(lungseg_postprocess(expected.data(), expected.size(), w, h, 0) == LUNGSEG_OK);
     CHECK(mask == expected);
-    CHECK(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, labels.data(), labels.size(),
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, labels.data(), labels.size(),
                           LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
     expected = raw;
-    CHECK(lungseg_postprocess(expected.data(), w, h, LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
+    CHECK(lungseg_postprocess(expected.data(), expected.size(), w, h, LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
     CHECK(labels == expected);
     std::size_t ones = 0, twos = 0;
     for (auto v : labels) {
@@ -269,7 +273,7 @@ void test_segment_good_input(lungseg_segmenter* seg) {
             std::memcpy(&buf16[1 + y * stride16 + 2 * x], &v, 2);
         }
     std::vector<uint8_t> mask16(w * h);
-    CHECK(lungseg_segment(seg, buf16.data() + 1, LUNGSEG_PIXEL_UINT16, w, h, stride16, mask16.data(), mask16.size(),
+    CHECK(lungseg_segment(seg, buf16.data() + 1, buf16.size() - 1, LUNGSEG_PIXEL_UINT16, w, h, stride16, mask16.data(), mask16.size(),
                           LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
     wrong = 0;
     for (std::size_t i = 0; i < raw.size(); ++i) wrong += mask16[i] != (img[i] * 257 > 128 ? 1 : 0);
@@ -278,12 +282,12 @@ void test_segment_good_input(lungseg_segmenter* seg) {
     std::vector<uint8_t> buf8(stride8 * h, 0xFF);
     for (uint32_t y = 0; y < h; ++y) std::memcpy(&buf8[y * stride8], &img[y * w], w);
     std::vector<uint8_t> mask8(w * h);
-    CHECK(lungseg_segment(seg, buf8.data(), LUNGSEG_PIXEL_UINT8, w, h, stride8, mask8.data(), mask8.size(),
+    CHECK(lungseg_segment(seg, buf8.data(), buf8.size(), LUNGSEG_PIXEL_UINT8, w, h, stride8, mask8.data(), mask8.size(),
                           LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
     CHECK(mask8 == raw);
 
     std::vector<float> prob(w * h);
-    CHECK(lungseg_probability(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, prob.data(), prob.size()) == LUNGSEG_OK);
+    CHECK(lungseg_probability(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, prob.data(), prob.size() * sizeof(float)) == LUNGSEG_OK);
     wrong = 0;
     for (std::size_t i = 0; i < prob.size(); ++i) wrong += !(prob[i] >= 0.f && prob[i] <= 1.f) || ((prob[i] > 0.5f) != (raw[i] == 1));
     CHECK_MSG(wrong == 0, "%zu probabilities disagree with the mask", wrong);
@@ -291,7 +295,7 @@ void test_segment_good_input(lungseg_segmenter* seg) {
     // Smallest image the library accepts.
     const uint8_t tiny[4] = {0, 255, 255, 0};
     uint8_t tiny_mask[4] = {9, 9, 9, 9};
-    CHECK(lungseg_segment(seg, tiny, LUNGSEG_PIXEL_UINT8, 2, 2, 0, tiny_mask, 4, LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
+    CHECK(lungseg_segment(seg, tiny, sizeof tiny, LUNGSEG_PIXEL_UINT8, 2, 2, 0, tiny_mask, 4, LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
     CHECK(tiny_mask[0] == 0 && tiny_mask[1] != 0 && tiny_mask[2] != 0 && tiny_mask[3] == 0);
 }
 
@@ -321,9 +325,9 @@ void test_limits_and_misshaped_output() {
     lungseg_segmenter* seg = create_ok(make_onnx_model(), &o);
     const std::vector<uint8_t> img = test_image(20, 20);
     std::vector<uint8_t> mask(400);
-    EXPECT_STATUS(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, 20, 20, 0, mask.data(), mask.size(), 0),
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 20, 20, 0, mask.data(), mask.size(), 0),
                   LUNGSEG_ERROR_INVALID_ARGUMENT, "limit of 100 pixels");
-    CHECK(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, 10, 10, 20, mask.data(), mask.size(), 0) == LUNGSEG_OK);
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 10, 10, 20, mask.data(), mask.size(), 0) == LUNGSEG_OK);
     lungseg_destroy(seg);
 
     // "mask" declared [N,1,H,W] but computed as [1,1,1,1]: refused at load or when run.
@@ -331,7 +335,7 @@ void test_limits_and_misshaped_output() {
     seg = nullptr;
     const lungseg_status st = lungseg_create_from_memory(bad.data(), bad.size(), nullptr, &seg);
     if (st == LUNGSEG_OK) {
-        EXPECT_STATUS(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, 20, 20, 0, mask.data(), mask.size(), 0),
+        EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 20, 20, 0, mask.data(), mask.size(), 0),
                       LUNGSEG_ERROR_INFERENCE, "ONNX Runtime failed on a 20x20 image");
     } else {
         CHECK_MSG(st == LUNGSEG_ERROR_MODEL, "misshaped: %s", lungseg_last_error());
@@ -343,7 +347,7 @@ void test_concurrent_calls(lungseg_segmenter* seg) {
     const uint32_t w = 64, h = 48;
     const std::vector<uint8_t> img = test_image(w, h);
     std::vector<uint8_t> reference(w * h);
-    CHECK(lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, reference.data(), reference.size(),
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, reference.data(), reference.size(),
                           LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
     std::vector<int> bad(4, 0);
     std::vector<std::thread> threads;
@@ -351,12 +355,12 @@ void test_concurrent_calls(lungseg_segmenter* seg) {
         threads.emplace_back([&, t] {
             std::vector<uint8_t> m(w * h);
             for (int k = 0; k < 10; ++k) {
-                const lungseg_status st = lungseg_segment(seg, img.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(),
+                const lungseg_status st = lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(),
                                                           m.size(), LUNGSEG_SEGMENT_LABELS);
                 if (st != LUNGSEG_OK || m != reference) ++bad[static_cast<std::size_t>(t)];
                 // errors are per thread: a failing call here does not disturb the others
                 uint8_t dummy = 0;
-                if (lungseg_segment(seg, img.data(), 9, w, h, 0, &dummy, 1, 0) != LUNGSEG_ERROR_INVALID_ARGUMENT ||
+                if (lungseg_segment(seg, img.data(), img.size(), 9, w, h, 0, &dummy, 1, 0) != LUNGSEG_ERROR_INVALID_ARGUMENT ||
                     !contains(lungseg_last_error(), "pixel_type 9"))
                     ++bad[static_cast<std::size_t>(t)];
             }
@@ -364,6 +368,362 @@ void test_concurrent_calls(lungseg_segmenter* seg) {
     }
     for (auto& th : threads) th.join();
     for (int t = 0; t < 4; ++t) CHECK_MSG(bad[static_cast<std::size_t>(t)] == 0, "thread %d: %d bad results", t, bad[static_cast<std::size_t>(t)]);
+}
+
+// ---- sized buffers -----------------------------------------------------------------------
+
+void test_short_buffers(lungseg_segmenter* seg) {
+    // The issue's cases: 100 x 1,000,000 described over a 64-byte buffer (used to crash),
+    // and 100 x 1000 over a buffer one row short (used to read past it and return OK).
+    std::vector<uint8_t> small(64, 100), mask(64);
+    EXPECT_STATUS(lungseg_segment(seg, small.data(), small.size(), LUNGSEG_PIXEL_UINT8, 100, 1000000, 0, mask.data(),
+                                  mask.size(), 0),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "pixels_size 64 bytes is below the 100000000 bytes a 100x1000000 uint8");
+    const uint32_t w = 100, h = 1000;
+    std::vector<uint8_t> img(w * h);
+    for (std::size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>(i % 251);
+    std::vector<uint8_t> out(w * h);
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size() - w, LUNGSEG_PIXEL_UINT8, w, h, 0, out.data(), out.size(), 0),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "pixels_size 99900 bytes is below the 100000 bytes");
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size() - 1, LUNGSEG_PIXEL_UINT8, w, h, 0, out.data(), out.size(), 0),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "99999");
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, out.data(), out.size(),
+                          LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
+    // Strided uint16: the last row needs only its own pixels, not a whole stride.
+    const std::size_t stride = 2 * 40 + 10, need = (30 - 1) * stride + 2 * 40;
+    std::vector<uint8_t> buf16(need, 0);
+    for (std::size_t i = 0; i < need; ++i) buf16[i] = static_cast<uint8_t>(i * 13);
+    std::vector<uint8_t> m16(40 * 30);
+    CHECK_MSG(lungseg_segment(seg, buf16.data(), need, LUNGSEG_PIXEL_UINT16, 40, 30, stride, m16.data(), m16.size(), 0) ==
+                  LUNGSEG_OK,
+              "%s", lungseg_last_error());
+    EXPECT_STATUS(lungseg_segment(seg, buf16.data(), need - 1, LUNGSEG_PIXEL_UINT16, 40, 30, stride, m16.data(),
+                                  m16.size(), 0),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "uint16 image with row_stride 90 needs");
+    std::vector<float> prob(40 * 30);
+    EXPECT_STATUS(lungseg_probability(seg, buf16.data(), need - 1, LUNGSEG_PIXEL_UINT16, 40, 30, stride, prob.data(),
+                                      prob.size() * sizeof(float)),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "pixels_size");
+    EXPECT_STATUS(lungseg_probability(seg, buf16.data(), need, LUNGSEG_PIXEL_UINT16, 40, 30, stride, prob.data(),
+                                      prob.size() * sizeof(float) - 1),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "probability_size 4799 bytes is below width * height * 4 = 4800");
+    // (height - 1) * row_stride overflowing size_t is refused, not wrapped around.
+    EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, 3,
+                                  std::numeric_limits<std::size_t>::max() / 2 + 1, out.data(), out.size(), 0),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "overflows");
+}
+
+// ---- options.struct_size, ABI version --------------------------------------------------
+
+// lungseg 0.1's options struct, as a program built with that header passes it.
+struct OptionsV1 {
+    uint32_t struct_size;
+    int32_t backend, device, device_index, num_threads;
+    uint32_t reserved;
+    uint64_t max_pixels;
+};
+
+void test_struct_size() {
+    CHECK(lungseg_abi_version() == LUNGSEG_ABI_VERSION);
+    CHECK(sizeof(OptionsV1) == 32);
+    const std::string model = make_onnx_model();
+    lungseg_segmenter* seg = nullptr;
+    // The older, smaller struct: accepted, the newer fields take their defaults.
+    OptionsV1 v1{32, LUNGSEG_BACKEND_AUTO, LUNGSEG_DEVICE_CPU, 0, 1, 0, 1000};
+    CHECK_MSG(lungseg_create_from_memory(model.data(), model.size(), reinterpret_cast<const lungseg_options*>(&v1), &seg) ==
+                  LUNGSEG_OK,
+              "%s", lungseg_last_error());
+    if (seg != nullptr) {
+        const std::vector<uint8_t> img = test_image(40, 30);  // 1200 pixels > max_pixels 1000 from the v1 struct
+        std::vector<uint8_t> mask(img.size());
+        EXPECT_STATUS(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 40, 30, 0, mask.data(), mask.size(), 0),
+                      LUNGSEG_ERROR_INVALID_ARGUMENT, "limit of 1000 pixels");
+        const char* extent = nullptr;
+        CHECK(lungseg_model_extent(seg, &extent) == LUNGSEG_OK && std::string(extent) == "visible");
+    }
+    lungseg_destroy(seg);
+    seg = nullptr;
+    // A newer, larger struct whose unknown fields are 0: accepted. Non-zero: refused.
+    struct Bigger {
+        lungseg_options o;
+        uint64_t newer[4];
+    } big{};
+    lungseg_options_init(&big.o);
+    big.o.struct_size = sizeof big;
+    CHECK_MSG(lungseg_create_from_memory(model.data(), model.size(), &big.o, &seg) == LUNGSEG_OK, "%s", lungseg_last_error());
+    lungseg_destroy(seg);
+    seg = nullptr;
+    big.newer[2] = 1;
+    EXPECT_STATUS(lungseg_create_from_memory(model.data(), model.size(), &big.o, &seg), LUNGSEG_ERROR_UNSUPPORTED,
+                  "newer lungseg header");
+    CHECK(seg == nullptr);
+    // Sizes that are no version's.
+    lungseg_options o;
+    for (uint32_t bad : {0u, 8u, 31u, 33u, static_cast<uint32_t>(sizeof(lungseg_options) - 1), 100000u}) {
+        lungseg_options_init(&o);
+        o.struct_size = bad;
+        EXPECT_STATUS(lungseg_create_from_memory(model.data(), model.size(), &o, &seg), LUNGSEG_ERROR_INVALID_ARGUMENT,
+                      "options.struct_size is");
+        CHECK(contains(lungseg_last_error(), std::to_string(bad).c_str()));
+    }
+    lungseg_options_init(&o);
+    o.extent = 3;
+    EXPECT_STATUS(lungseg_create_from_memory(model.data(), model.size(), &o, &seg), LUNGSEG_ERROR_INVALID_ARGUMENT,
+                  "options.extent 3");
+    lungseg_options_init(&o);
+    o.create_flags = 0x10;
+    EXPECT_STATUS(lungseg_create_from_memory(model.data(), model.size(), &o, &seg), LUNGSEG_ERROR_INVALID_ARGUMENT,
+                  "create_flags has unknown bits 0x10");
+    lungseg_options_init(&o);
+    o.expected_sha256 = "abc";
+    EXPECT_STATUS(lungseg_create_from_memory(model.data(), model.size(), &o, &seg), LUNGSEG_ERROR_INVALID_ARGUMENT,
+                  "expected_sha256 is not 64 hex digits");
+}
+
+// ---- model schema version, extent, sha256 ------------------------------------------------
+
+std::string model_with(const std::string& json) { return make_onnx_model(Variant::Lungseg, true, json); }
+
+void test_model_versions_and_extent() {
+    lungseg_segmenter* seg = nullptr;
+    lungseg_options o;
+    lungseg_options_init(&o);
+    const std::string v1 = model_with(R"({"producer": "lungseg", "schema_version": 1, "extent": "full"})");
+    CHECK_MSG(lungseg_create_from_memory(v1.data(), v1.size(), &o, &seg) == LUNGSEG_OK, "%s", lungseg_last_error());
+    const char* extent = nullptr;
+    CHECK(seg != nullptr && lungseg_model_extent(seg, &extent) == LUNGSEG_OK && std::string(extent) == "full");
+    lungseg_destroy(seg);
+    seg = nullptr;
+    const std::string v2 = model_with(R"({"producer": "lungseg", "schema_version": 2})");
+    EXPECT_STATUS(lungseg_create_from_memory(v2.data(), v2.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION,
+                  "schema_version 2, newer than the schema version 1");
+    CHECK(seg == nullptr);
+    const std::string junk = model_with(R"({"schema_version": "one"})");
+    EXPECT_STATUS(lungseg_create_from_memory(junk.data(), junk.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION,
+                  "schema_version 'one' is not a positive integer");
+    const std::string zero = model_with(R"({"schema_version": 0})");
+    EXPECT_STATUS(lungseg_create_from_memory(zero.data(), zero.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION, "'0'");
+    const std::string sideways = model_with(R"({"schema_version": 1, "extent": "sideways"})");
+    EXPECT_STATUS(lungseg_create_from_memory(sideways.data(), sideways.size(), &o, &seg), LUNGSEG_ERROR_MODEL,
+                  "extent 'sideways'");
+
+    // Requested extent: the artifact's own is accepted, the other refused.
+    const std::string full = v1, visible = model_with(R"({"schema_version": 1, "extent": "visible"})");
+    const std::string old = make_onnx_model();  // no "extent": visible
+    o.extent = LUNGSEG_EXTENT_FULL;
+    CHECK(lungseg_create_from_memory(full.data(), full.size(), &o, &seg) == LUNGSEG_OK);
+    lungseg_destroy(seg);
+    seg = nullptr;
+    EXPECT_STATUS(lungseg_create_from_memory(visible.data(), visible.size(), &o, &seg), LUNGSEG_ERROR_MODEL_MISMATCH,
+                  "exported for the 'visible' extent, but options.extent asks for 'full'");
+    EXPECT_STATUS(lungseg_create_from_memory(old.data(), old.size(), &o, &seg), LUNGSEG_ERROR_MODEL_MISMATCH,
+                  "no extent in its metadata");
+    o.extent = LUNGSEG_EXTENT_VISIBLE;
+    EXPECT_STATUS(lungseg_create_from_memory(full.data(), full.size(), &o, &seg), LUNGSEG_ERROR_MODEL_MISMATCH,
+                  "exported for the 'full' extent, but options.extent asks for 'visible'");
+    CHECK(lungseg_create_from_memory(old.data(), old.size(), &o, &seg) == LUNGSEG_OK);
+    CHECK(lungseg_model_extent(seg, &extent) == LUNGSEG_OK && std::string(extent) == "visible");
+    EXPECT_STATUS(lungseg_model_extent(seg, nullptr), LUNGSEG_ERROR_INVALID_ARGUMENT, "extent is NULL");
+    EXPECT_STATUS(lungseg_model_extent(nullptr, &extent), LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+    lungseg_destroy(seg);
+    seg = nullptr;
+}
+
+// SHA-256 of a file by the system's sha256sum ("" when it is not available).
+std::string sha256sum(const std::string& path) {
+    std::FILE* p = ::popen(("sha256sum '" + path + "'").c_str(), "r");
+    if (p == nullptr) return "";
+    char buf[65] = {};
+    const std::size_t got = std::fread(buf, 1, 64, p);
+    ::pclose(p);
+    return got == 64 ? std::string(buf) : std::string();
+}
+
+void test_sha256() {
+    const std::string bytes = make_onnx_model();
+    const std::string path = file("checked.onnx", bytes);
+    std::remove((path + ".sha256").c_str());
+    lungseg_segmenter* seg = nullptr;
+    lungseg_options o;
+    lungseg_options_init(&o);
+    o.create_flags = LUNGSEG_CREATE_VERIFY_SHA256;
+    EXPECT_STATUS(lungseg_create(path.c_str(), &o, &seg), LUNGSEG_ERROR_CHECKSUM, "no SHA-256 is recorded");
+    const std::string sum = sha256sum(path);
+    if (sum.empty()) {
+        std::printf("  sha256sum not available: the recorded-hash cases are skipped\n");
+        return;
+    }
+    lungseg_test::write_bytes(path + ".sha256", sum + "  checked.onnx\n");
+    CHECK_MSG(lungseg_create(path.c_str(), &o, &seg) == LUNGSEG_OK, "%s", lungseg_last_error());
+    lungseg_destroy(seg);
+    seg = nullptr;
+    std::string wrong = sum;
+    wrong[10] = wrong[10] == '0' ? '1' : '0';
+    lungseg_test::write_bytes(path + ".sha256", wrong + "  checked.onnx\n");
+    EXPECT_STATUS(lungseg_create(path.c_str(), &o, &seg), LUNGSEG_ERROR_CHECKSUM, ("has SHA-256 " + sum).c_str());
+    CHECK(contains(lungseg_last_error(), wrong.c_str()));
+    lungseg_test::write_bytes(path + ".sha256", "not a hash\n");
+    EXPECT_STATUS(lungseg_create(path.c_str(), &o, &seg), LUNGSEG_ERROR_CHECKSUM, "does not start with 64 hex digits");
+    // Without the flag the sidecar is not read.
+    lungseg_options plain;
+    lungseg_options_init(&plain);
+    CHECK(lungseg_create(path.c_str(), &plain, &seg) == LUNGSEG_OK);
+    lungseg_destroy(seg);
+    seg = nullptr;
+    // options.expected_sha256 (upper case is fine) for a model in memory.
+    std::string upper = sum;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    o.create_flags = 0;
+    o.expected_sha256 = upper.c_str();
+    CHECK_MSG(lungseg_create_from_memory(bytes.data(), bytes.size(), &o, &seg) == LUNGSEG_OK, "%s", lungseg_last_error());
+    lungseg_destroy(seg);
+    seg = nullptr;
+    o.expected_sha256 = wrong.c_str();
+    EXPECT_STATUS(lungseg_create_from_memory(bytes.data(), bytes.size(), &o, &seg), LUNGSEG_ERROR_CHECKSUM,
+                  "options.expected_sha256 records");
+    // The metadata key artifact_sha256 (as a TensorRT sidecar carries it) is checked too.
+    const std::string claims = model_with("{\"artifact_sha256\": \"" + sum + "\"}");
+    o.expected_sha256 = nullptr;
+    o.create_flags = LUNGSEG_CREATE_VERIFY_SHA256;
+    EXPECT_STATUS(lungseg_create_from_memory(claims.data(), claims.size(), &o, &seg), LUNGSEG_ERROR_CHECKSUM,
+                  "metadata artifact_sha256 records");
+}
+
+// ---- workspace -----------------------------------------------------------------------------
+
+void test_workspace(lungseg_segmenter* seg) {
+    const uint32_t w = 40, h = 30;
+    const std::vector<uint8_t> img = test_image(w, h);
+    std::vector<uint8_t> reference(w * h), mask(w * h);
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, reference.data(), reference.size(),
+                          LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
+    std::size_t bytes = 0;
+    CHECK(lungseg_workspace_size(seg, w, h, &bytes) == LUNGSEG_OK);
+    CHECK_MSG(bytes >= w * h * sizeof(float) && bytes <= w * h * sizeof(float) + 64, "workspace %zu bytes", bytes);
+    EXPECT_STATUS(lungseg_workspace_size(seg, 1, h, &bytes), LUNGSEG_ERROR_INVALID_ARGUMENT, "at least 2 pixels");
+    EXPECT_STATUS(lungseg_workspace_size(seg, 100000, 100000, &bytes), LUNGSEG_ERROR_INVALID_ARGUMENT, "max_pixels");
+    EXPECT_STATUS(lungseg_workspace_size(seg, w, h, nullptr), LUNGSEG_ERROR_INVALID_ARGUMENT, "bytes is NULL");
+    EXPECT_STATUS(lungseg_workspace_size(nullptr, w, h, &bytes), LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+    CHECK(lungseg_workspace_size(seg, w, h, &bytes) == LUNGSEG_OK);
+    // Exactly the size asked for, at an odd address: the same labels.
+    std::vector<unsigned char> ws(bytes + 1);
+    CHECK(lungseg_set_workspace(seg, ws.data() + 1, bytes) == LUNGSEG_OK);
+    for (int k = 0; k < 3; ++k) {
+        CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(),
+                              LUNGSEG_SEGMENT_LABELS) == LUNGSEG_OK);
+        CHECK(mask == reference);
+    }
+    // A larger image than the workspace holds.
+    const std::vector<uint8_t> big = test_image(w, h + 1);
+    std::vector<uint8_t> big_mask(big.size());
+    EXPECT_STATUS(lungseg_segment(seg, big.data(), big.size(), LUNGSEG_PIXEL_UINT8, w, h + 1, 0, big_mask.data(),
+                                  big_mask.size(), 0),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, ("the workspace of " + std::to_string(bytes) + " bytes").c_str());
+    CHECK(contains(lungseg_last_error(), "40x31 image needs"));
+    EXPECT_STATUS(lungseg_set_workspace(seg, nullptr, 10), LUNGSEG_ERROR_INVALID_ARGUMENT, "workspace is NULL");
+    EXPECT_STATUS(lungseg_set_workspace(seg, ws.data(), 0), LUNGSEG_ERROR_INVALID_ARGUMENT, "workspace size is 0");
+    EXPECT_STATUS(lungseg_set_workspace(nullptr, ws.data(), 10), LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+    // Back to the library's own: larger images work again.
+    CHECK(lungseg_set_workspace(seg, nullptr, 0) == LUNGSEG_OK);
+    CHECK(lungseg_segment(seg, big.data(), big.size(), LUNGSEG_PIXEL_UINT8, w, h + 1, 0, big_mask.data(), big_mask.size(),
+                          0) == LUNGSEG_OK);
+}
+
+// ---- cancel ---------------------------------------------------------------------------------
+
+void test_cancel() {
+    lungseg_options o;
+    lungseg_options_init(&o);
+    o.num_threads = 1;
+    lungseg_segmenter* seg = create_ok(make_onnx_model(), &o);
+    if (seg == nullptr) return;
+    EXPECT_STATUS(lungseg_cancel(nullptr), LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+    CHECK(lungseg_cancel(seg) == LUNGSEG_OK);  // nothing running: harmless, later calls unaffected
+    const uint32_t w = 3000, h = 3000;
+    std::vector<uint8_t> img(static_cast<std::size_t>(w) * h);
+    for (std::size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+    std::vector<uint8_t> mask(img.size());
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(),
+                          LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
+    // A second thread segments until one of its calls is stopped inside the graph (by ONNX
+    // Runtime's terminate flag); this thread cancels at varying moments meanwhile.
+    std::atomic<bool> done{false};
+    int ok = 0, cancelled = 0, in_graph = 0, other = 0;
+    std::string other_message;
+    std::thread worker([&] {
+        std::vector<uint8_t> m(img.size());
+        for (int k = 0; k < 300 && in_graph == 0; ++k) {
+            const lungseg_status st = lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(),
+                                                      m.size(), LUNGSEG_SEGMENT_RAW);
+            if (st == LUNGSEG_OK) {
+                ++ok;
+            } else if (st == LUNGSEG_CANCELLED) {
+                ++cancelled;
+                if (contains(lungseg_last_error(), "ONNX Runtime stopped it")) ++in_graph;
+                if (!contains(lungseg_last_error(), "cancelled by lungseg_cancel()")) ++other;
+            } else {
+                ++other;
+                other_message = lungseg_last_error();
+            }
+        }
+        done = true;
+    });
+    for (int k = 0; !done; ++k) {
+        std::this_thread::sleep_for(std::chrono::microseconds(500 + (k * 7919) % 40000));
+        CHECK(lungseg_cancel(seg) == LUNGSEG_OK);
+    }
+    worker.join();
+    std::printf("  cancel: %d calls completed, %d cancelled (%d inside the graph), %d other\n", ok, cancelled, in_graph,
+                other);
+    CHECK_MSG(other == 0, "unexpected results: %s", other_message.c_str());
+    CHECK(cancelled > 0);
+    CHECK_MSG(in_graph > 0, "no call was stopped inside the graph");
+    // The segmenter is still usable after cancellations.
+    CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(),
+                          LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
+    lungseg_destroy(seg);
+}
+
+// ---- threads do not outlive lungseg_destroy ---------------------------------------------
+
+int thread_count() {
+    DIR* d = ::opendir("/proc/self/task");
+    if (d == nullptr) return -1;
+    int n = 0;
+    while (const dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    return n;
+}
+
+void test_threads_released() {
+    const int before = thread_count();
+    if (before < 0) {
+        std::printf("  /proc/self/task not readable: thread check skipped\n");
+        return;
+    }
+    lungseg_options o;
+    lungseg_options_init(&o);
+    o.num_threads = 3;  // an intra-op pool of 2 threads besides the caller's
+    lungseg_segmenter* a = create_ok(make_onnx_model(), &o);
+    lungseg_segmenter* b = create_ok(make_onnx_model(), &o);
+    const std::vector<uint8_t> img = test_image(400, 300);
+    std::vector<uint8_t> mask(img.size());
+    CHECK(lungseg_segment(a, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 400, 300, 0, mask.data(), mask.size(), 0) ==
+          LUNGSEG_OK);
+    const int running = thread_count();
+    lungseg_destroy(a);
+    lungseg_destroy(b);
+    const int after = thread_count();
+    std::printf("  threads: %d before create, %d with two segmenters, %d after destroy\n", before, running, after);
+    CHECK(running > before);  // the check sees the backend's threads at all
+    CHECK_MSG(after == before, "%d thread(s) outlive lungseg_destroy", after - before);
+    // And again: the released runtime environment can be made anew.
+    lungseg_segmenter* c = create_ok(make_onnx_model(), &o);
+    CHECK(lungseg_segment(c, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 400, 300, 0, mask.data(), mask.size(), 0) ==
+          LUNGSEG_OK);
+    lungseg_destroy(c);
+    CHECK(thread_count() == before);
 }
 
 }  // namespace
@@ -375,7 +735,12 @@ int main(int argc, char** argv) {
     }
     g_dir = argv[1];
     ::mkdir(g_dir.c_str(), 0755);
+    test_threads_released();  // first: no other segmenter exists
     test_library_info();
+    test_struct_size();
+    test_model_versions_and_extent();
+    test_sha256();
+    test_cancel();
     test_create_bad_input();
     test_bad_options();
     const std::string good = make_onnx_model();
@@ -386,6 +751,8 @@ int main(int argc, char** argv) {
         test_segment_good_input(seg);
         test_metadata(seg);
         test_concurrent_calls(seg);
+        test_short_buffers(seg);
+        test_workspace(seg);
     }
     lungseg_destroy(seg);
     test_limits_and_misshaped_output();

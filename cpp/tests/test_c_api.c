@@ -14,7 +14,7 @@ int main(void) {
     options.num_threads = 1;
     if (lungseg_create("/nonexistent/model.onnx", &options, &seg) != LUNGSEG_ERROR_IO || seg != NULL) ++failures;
     if (strstr(lungseg_last_error(), "/nonexistent/model.onnx") == NULL) ++failures;
-    if (lungseg_postprocess(mask, 4, 2, LUNGSEG_SEGMENT_LABELS) != LUNGSEG_OK) ++failures;
+    if (lungseg_postprocess(mask, sizeof mask, 4, 2, LUNGSEG_SEGMENT_LABELS) != LUNGSEG_OK) ++failures;
     if (!(mask[0] == 1 && mask[4] == 1 && mask[3] == 2 && mask[7] == 2)) ++failures; /* image left = 1 */
     lungseg_destroy(seg);
     printf("test_c_api: %s (lungseg %s)\n", failures ? "FAILED" : "all checks passed", lungseg_version());

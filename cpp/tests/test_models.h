@@ -98,7 +98,9 @@ enum class Variant {
     MisshapedMask,     // "mask" declared [N,1,H,W] but computed as [1,1,1,1]
 };
 
-inline std::string make_onnx_model(Variant variant = Variant::Lungseg, bool with_metadata = true) {
+// metadata_json: the "lungseg.json" entry; "" = the default test metadata below.
+inline std::string make_onnx_model(Variant variant = Variant::Lungseg, bool with_metadata = true,
+                                   const std::string& metadata_json = "") {
     const std::string input = variant == Variant::ForeignInputName ? "input" : "pixels";
     Proto graph;
     std::string x = input;
@@ -130,7 +132,7 @@ inline std::string make_onnx_model(Variant variant = Variant::Lungseg, bool with
     model.message_field(7, graph);
     model.message_field(8, Proto().string_field(1, "").int_field(2, 17));  // opset 17
     if (with_metadata) {
-        const std::string json =
+        const std::string json = !metadata_json.empty() ? metadata_json :
             "{\"version\": \"test\", \"image_size\": 0, \"threshold\": 0.5, \"weights_sha256\": \"none\", "
             "\"names\": {\"input\": \"pixels\", \"outputs\": [\"mask\", \"probability\"]}, \"note\": \"caf\\u00e9\"}";
         model.message_field(14, Proto().string_field(1, "lungseg.json").string_field(2, json));

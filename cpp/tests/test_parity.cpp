@@ -120,7 +120,7 @@ int check_foreign(const std::string& path, const lungseg_options& options) {
     if (st == LUNGSEG_OK) {
         const uint8_t px[16] = {0, 9, 200, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 250};
         uint8_t mask[16];
-        st = lungseg_segment(seg, px, LUNGSEG_PIXEL_UINT8, 4, 4, 0, mask, sizeof mask, 0);
+        st = lungseg_segment(seg, px, sizeof px, LUNGSEG_PIXEL_UINT8, 4, 4, 0, mask, sizeof mask, 0);
         lungseg_destroy(seg);
     }
     const bool ok = st != LUNGSEG_OK && std::strstr(lungseg_last_error(), "not a lungseg graph") != nullptr;
@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
         for (int k = 0; k < 3; ++k) {
             std::vector<uint8_t> got(static_cast<std::size_t>(w) * h);
             const auto t0 = std::chrono::steady_clock::now();
-            if (lungseg_segment(seg, img.bytes.data(), type, w, h, 0, got.data(), got.size(), flags[k]) != LUNGSEG_OK) {
+            if (lungseg_segment(seg, img.bytes.data(), img.bytes.size(), type, w, h, 0, got.data(), got.size(), flags[k]) != LUNGSEG_OK) {
                 std::fprintf(stderr, "%s: %s\n", c[1].c_str(), lungseg_last_error());
                 ++failures;
                 break;
@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
         }
         std::vector<float> prob(static_cast<std::size_t>(w) * h);
         double max_dp = -1;
-        if (lungseg_probability(seg, img.bytes.data(), type, w, h, 0, prob.data(), prob.size()) == LUNGSEG_OK) {
+        if (lungseg_probability(seg, img.bytes.data(), img.bytes.size(), type, w, h, 0, prob.data(), prob.size() * sizeof(float)) == LUNGSEG_OK) {
             const std::vector<float> want = read_f32(c[3] + ".prob.f32", prob.size());
             max_dp = 0;
             for (std::size_t i = 0; i < prob.size(); ++i) max_dp = std::max(max_dp, std::fabs(double(prob[i]) - want[i]));

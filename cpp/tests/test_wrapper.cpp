@@ -35,11 +35,11 @@ int main() {
     const uint32_t w = 32, h = 24;
     std::vector<uint16_t> img(w * h);
     for (uint32_t i = 0; i < w * h; ++i) img[i] = static_cast<uint16_t>((i % w) < w / 2 ? 100 : 60000);
-    const std::vector<uint8_t> raw = seg.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW);
+    const std::vector<uint8_t> raw = seg.segment(img, w, h, 0, LUNGSEG_SEGMENT_RAW);
     CHECK(raw.size() == w * h && raw[0] == 0 && raw[w - 1] == 1);
-    const std::vector<uint8_t> labels = seg.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_LABELS);
+    const std::vector<uint8_t> labels = seg.segment(img, w, h, 0, LUNGSEG_SEGMENT_LABELS);
     CHECK(labels[w - 1] == 2);  // one component right of the midline: patient's left lung
-    const std::vector<float> prob = seg.probability(img.data(), w, h);
+    const std::vector<float> prob = seg.probability(img, w, h);
     CHECK(prob.size() == w * h && prob[0] < 0.5f && prob[w - 1] > 0.5f);
     std::vector<uint8_t> copy = raw;
     lungseg::postprocess(copy, w, h, LUNGSEG_SEGMENT_LABELS);
@@ -53,18 +53,39 @@ int main() {
         CHECK(e.status() == LUNGSEG_ERROR_IO);
         CHECK(std::string(e.what()).find("/nonexistent/model.onnx") != std::string::npos);
     }
-    CHECK(status_of([&] { seg.segment(img.data(), w, h, 3); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
-    CHECK(status_of([&] { seg.segment(img.data(), 200000, 200000); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { seg.segment(img, w, h, 3); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { seg.segment(img, 200000, 200000); }) == LUNGSEG_ERROR_INVALID_ARGUMENT);
+    // The vector's size is the buffer's size: an image larger than the vector is refused.
+    CHECK(status_of([&] { seg.segment(img, w, h + 1); }) == LUNGSEG_ERROR_BUFFER_TOO_SMALL);
+    std::vector<uint8_t> into(w * h);
+    CHECK(status_of([&] { seg.segment_into(img.data(), 10, LUNGSEG_PIXEL_UINT16, w, h, 0, into.data(), into.size()); }) ==
+          LUNGSEG_ERROR_BUFFER_TOO_SMALL);
+    seg.segment_into(img.data(), img.size() * 2, LUNGSEG_PIXEL_UINT16, w, h, 0, into.data(), into.size(), LUNGSEG_SEGMENT_RAW);
+    CHECK(into == raw);
+
+    // New entry points: ABI, extent, cancel (nothing running), caller workspace.
+    CHECK(lungseg::abi_compatible());
+    CHECK(seg.extent() == "visible");
+    seg.cancel();
+    std::vector<unsigned char> workspace(seg.workspace_size(w, h));
+    seg.set_workspace(workspace.data(), workspace.size());
+    CHECK(seg.segment(img, w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
+    CHECK(status_of([&] { seg.segment(std::vector<uint16_t>(w * (h + 8), 7000), w, h + 8); }) == LUNGSEG_ERROR_BUFFER_TOO_SMALL);
+    seg.set_workspace(nullptr, 0);
+    lungseg::Options full_only;
+    full_only.extent = LUNGSEG_EXTENT_FULL;
+    CHECK(status_of([&] { lungseg::Segmenter::from_memory(model.data(), model.size(), full_only); }) ==
+          LUNGSEG_ERROR_MODEL_MISMATCH);
     std::vector<uint8_t> small(3);
     CHECK(status_of([&] { lungseg::postprocess(small, 2, 2); }) == LUNGSEG_ERROR_BUFFER_TOO_SMALL);
 
     // Move-only ownership: the moved-from wrapper holds nothing and is safe to destroy.
     lungseg::Segmenter moved = std::move(seg);
     CHECK(seg.handle() == nullptr && moved.handle() != nullptr);
-    CHECK(moved.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
+    CHECK(moved.segment(img, w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
     lungseg::Segmenter other = lungseg::Segmenter::from_memory(model.data(), model.size());
     other = std::move(moved);
-    CHECK(other.segment(img.data(), w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
+    CHECK(other.segment(img, w, h, 0, LUNGSEG_SEGMENT_RAW) == raw);
     CHECK(lungseg::backend_available(lungseg::Backend::OnnxRuntime));
     return lungseg_test::finish("test_wrapper");
 }

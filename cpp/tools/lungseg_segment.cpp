@@ -161,15 +161,17 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     lungseg_status st =
         img.bits == 16
-            ? lungseg_segment(seg, img.pixels16.data(), LUNGSEG_PIXEL_UINT16, w, h, 0, mask.data(), mask.size(), LUNGSEG_SEGMENT_RAW)
-            : lungseg_segment(seg, img.pixels8.data(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(), LUNGSEG_SEGMENT_RAW);
+            ? lungseg_segment(seg, img.pixels16.data(), img.pixels16.size() * sizeof(uint16_t), LUNGSEG_PIXEL_UINT16, w,
+                              h, 0, mask.data(), mask.size(), LUNGSEG_SEGMENT_RAW)
+            : lungseg_segment(seg, img.pixels8.data(), img.pixels8.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(),
+                              mask.size(), LUNGSEG_SEGMENT_RAW);
     const double t_infer = ms_since(t0);
     if (st != LUNGSEG_OK) {
         std::fprintf(stderr, "lungseg_segment: %s: %s\n", input.c_str(), lungseg_last_error());
         return 1;
     }
     t0 = Clock::now();
-    if (flags != LUNGSEG_SEGMENT_RAW && lungseg_postprocess(mask.data(), w, h, flags) != LUNGSEG_OK) {
+    if (flags != LUNGSEG_SEGMENT_RAW && lungseg_postprocess(mask.data(), mask.size(), w, h, flags) != LUNGSEG_OK) {
         std::fprintf(stderr, "lungseg_segment: %s\n", lungseg_last_error());
         return 1;
     }

@@ -15,48 +15,111 @@
  *   lungseg_last_error() gives a message that names what was wrong.
  * - No C++ exception crosses this interface; the library never calls exit() or abort()
  *   and never writes to stdout or stderr (backend log output is discarded).
+ * - Every call that reads or writes a caller buffer takes that buffer's size in BYTES and
+ *   refuses a short one with LUNGSEG_ERROR_BUFFER_TOO_SMALL and a message naming both
+ *   sizes, before touching it. The pixel buffer must hold
+ *   (height - 1) * row_stride + width * bytes_per_pixel bytes (computed without overflow).
  * - Images are 2-D, one channel, row-major, uint8 or uint16 in the detector's own units,
  *   with a row stride in bytes (so a region of a larger buffer can be passed as is).
  *   Output masks are dense: width * height bytes, row stride = width.
  * - Labels: 0 background, 1 the patient's right lung (the image's LEFT side on a standard
  *   PA view), 2 the patient's left lung.
  *
+ * Versions and compatibility
+ * - lungseg_abi_version() is the library's LUNGSEG_ABI_VERSION. ABI 2 is the
+ *   first with sized buffers; later ABI versions only add functions, statuses and fields
+ *   at the end of lungseg_options, so a program built against ABI N works with a library
+ *   of ABI >= N. Check at start-up: lungseg_abi_version() >= LUNGSEG_ABI_VERSION.
+ * - lungseg_options.struct_size: the library accepts every size it knows (32 bytes: the
+ *   layout up to max_pixels of lungseg 0.1; sizeof(lungseg_options) of this header) and
+ *   gives the fields beyond a smaller struct_size their defaults. A larger struct_size (a
+ *   program built with a newer header) is accepted when every byte beyond this library's
+ *   struct is zero (the newer fields left at their defaults), and refused otherwise, as
+ *   are sizes below 32, sizes that are not a multiple of 8 and sizes above 4096.
+ * - Models: the artifact's metadata records "schema_version" (written by the lungseg
+ *   exporter). An artifact whose schema is newer than LUNGSEG_MODEL_SCHEMA_VERSION, or not
+ *   a positive integer, is refused at create time with LUNGSEG_ERROR_MODEL_VERSION and
+ *   both versions in the message. Artifacts without the key (exported before it existed,
+ *   or foreign graphs that follow the graph contract) are accepted.
+ * - Extent: an artifact is exported for one mask convention, metadata "extent": "visible"
+ *   (the lung field) or "full" (the full lung extent); absent means "visible".
+ *   options.extent requests one (LUNGSEG_EXTENT_ANY accepts either); an artifact of the
+ *   other extent is refused with LUNGSEG_ERROR_MODEL_MISMATCH. lungseg_model_extent()
+ *   tells which one a segmenter has.
+ * - Integrity: with LUNGSEG_CREATE_VERIFY_SHA256 in options.create_flags, create computes
+ *   the SHA-256 of the artifact's bytes and compares it with the recorded one: the
+ *   caller's options.expected_sha256 (64 hex digits) when given, else the metadata key
+ *   "artifact_sha256" (TensorRT sidecar JSON), else the first 64 hex digits of the file
+ *   "<model path>.sha256" (sha256sum format). A mismatch, or nothing recorded, is
+ *   LUNGSEG_ERROR_CHECKSUM. (The metadata's "weights_sha256" is the training weights
+ *   file's hash, which cannot be checked from the artifact.)
+ *
  * Thread safety
  * - lungseg_segment(), lungseg_probability() and the metadata getters may be called
  *   concurrently on one segmenter from several threads. The ONNX Runtime and LibTorch
- *   backends run such calls in parallel (each call has its own buffers); the TensorRT
- *   backend serializes them with a mutex held inside the segmenter.
- * - lungseg_destroy() must not run while another call uses the same segmenter.
+ *   backends run such calls in parallel (each call has its own workspace); the TensorRT
+ *   backend serializes them with a mutex held inside the segmenter. While a caller-owned
+ *   workspace is set (lungseg_set_workspace), calls on that segmenter are serialized.
+ * - lungseg_cancel() may be called from any thread at any time while the segmenter exists.
+ * - lungseg_destroy() and lungseg_set_workspace() must not run while another call uses the
+ *   same segmenter.
  * - Different segmenters are independent. lungseg_postprocess() uses no shared state.
  * - lungseg_last_error() is per thread.
  * - The LibTorch backend's num_threads option calls at::set_num_threads(), which is
  *   process-wide; leave it at 0 when the host process uses LibTorch itself.
  *
+ * Cancel
+ * - lungseg_cancel(seg) stops every lungseg_segment()/lungseg_probability() call running on
+ *   seg at that moment; they return LUNGSEG_CANCELLED (the output buffer's content is then
+ *   undefined). Calls that start after lungseg_cancel() returns are not affected, and the
+ *   segmenter stays usable. ONNX Runtime stops inside the graph (RunOptions terminate flag,
+ *   checked between the graph's operators); LibTorch and TensorRT cannot interrupt a graph
+ *   run, so there the call returns LUNGSEG_CANCELLED once the graph finishes, skipping the
+ *   clean-up. The host-side stages (pixel conversion, clean-up) check between stages.
+ *
  * Threads and latency
- * - num_threads sets the backend's intra-op threads (0: its default, one per core). The
- *   ONNX Runtime backend lets idle pool threads sleep rather than spin. LibTorch's OpenMP
- *   threads spin (OMP_WAIT_POLICY): where the cores are shared with other busy work, use
- *   num_threads = 1 or set OMP_WAIT_POLICY=passive in the process environment, or calls
- *   can become orders of magnitude slower.
+ * - num_threads sets the backend's intra-op threads (0: its default). The ONNX Runtime
+ *   backend's default is one per core, and its idle pool threads sleep rather than spin.
+ *   LibTorch's OpenMP pool spins between parallel regions (OMP_WAIT_POLICY, read once when
+ *   OpenMP loads): with num_threads = 0 and neither OMP_WAIT_POLICY nor OMP_NUM_THREADS
+ *   set in the environment, the LibTorch backend uses one thread per core minus one (at
+ *   least 1), so that a spinning pool never competes with other busy work for every core
+ *   (see cpp/README.md, "Threads"). Set num_threads, or OMP_WAIT_POLICY=passive before the
+ *   process starts, to choose otherwise.
  * - TorchScript (LibTorch backend) profiles and optimizes the graph during the first two
  *   calls, which are slower than the following ones; run a warm-up image after create.
+ * - lungseg_destroy() joins every thread the segmenter's backend started: when it returns
+ *   the process has no more threads than before lungseg_create() (ONNX Runtime's
+ *   environment is released with the last segmenter). Before the first ONNX Runtime
+ *   environment is created, lungseg sets ORT_DISABLE_TELEMETRY=1 in the process
+ *   environment unless the process set it: builds of ONNX Runtime with telemetry (the
+ *   pip wheel's) otherwise start a thread that lives until the process exits.
  *
- * Memory
+ * Memory (measured with `test_memory`, see cpp/README.md, "Memory"; figures are heap bytes
+ * above the loaded model, per pixel of the caller's image)
  * - lungseg_create*(): the model file is read into memory (its size), the backend builds
  *   its session from it (weights, about 1-2x the file size, held until destroy) and the
  *   file bytes are freed before create returns (measured: a process holding the shipped
- *   model in ONNX Runtime is about 370 MB resident). ONNX Runtime and LibTorch keep
- *   memory arenas that grow to the largest image seen and are reused by later calls.
- * - Each lungseg_segment() call allocates, and frees before it returns, a float32 copy of
- *   the image (4 bytes per pixel), the graph's intermediates at the image size (resize
- *   products, upsampled logits, probability) plus the network's activations at its own
- *   fixed input size, and, unless LUNGSEG_SEGMENT_RAW is given, a component-label image
- *   (4 bytes per pixel) and work lists. The mask is written straight into the caller's
- *   buffer. Measured with ONNX Runtime on a 4020x4892 16-bit image (19.7 MP): about 8
- *   bytes per pixel above the loaded model at the peak; plan for 16 bytes per pixel.
- *   Images above options.max_pixels (default 100 million) are refused before anything
+ *   model in ONNX Runtime is about 370 MB resident).
+ * - lungseg's own per-call memory is its workspace: the float32 copy of the image (4 bytes
+ *   per pixel; lungseg_workspace_size() gives the exact figure) plus the clean-up's lists,
+ *   which grow with the number of runs of lung pixels (a few per row: kilobytes), not with
+ *   the pixel count. Workspaces are kept by the segmenter (one per concurrent call, grown
+ *   to the largest image seen) and reused, or supplied by the caller
+ *   (lungseg_set_workspace). Either way a call of a size already seen makes no heap
+ *   allocation of image size in lungseg itself; the mask and probability are written
+ *   straight into the caller's buffer.
+ * - What remains is the runtime's own: ONNX Runtime's CPU arena holds the graph's
+ *   intermediates at the image size (resize products, upsampled logits, probability) and
+ *   the network's activations at its fixed input size; it grows to the largest image seen
+ *   and is reused, so a second call of the same size allocates nothing of image size
+ *   (test_memory checks this). ONNX Runtime, first 4020x4892 call: about 9 bytes per pixel
+ *   of heap at the peak above the loaded model, then 0 new bytes per call; plan for 16.
+ *   LibTorch allocates its intermediates on every call and frees them before it returns
+ *   (no CPU caching allocator): about 12 bytes per pixel at the peak, each call.
+ *   The TensorRT backend keeps device buffers sized for the largest image seen.
+ * - Images above options.max_pixels (default 100 million) are refused before anything
  *   is allocated.
- * - The TensorRT backend keeps device buffers sized for the largest image seen.
  * - Strings returned by the library (metadata, backend name, version) are owned by it:
  *   segmenter strings live until lungseg_destroy(); lungseg_last_error() lives until the
  *   next lungseg call on the same thread.
@@ -88,17 +151,29 @@ extern "C" {
 #define LUNGSEG_VERSION_MINOR 1
 #define LUNGSEG_VERSION_PATCH 0
 
+/* ABI of this header; lungseg_abi_version() gives the library's (see "Versions" above).
+ * ABI 2 changed lungseg_segment(), lungseg_probability() and lungseg_postprocess(): they
+ * take the size in bytes of every caller buffer. */
+#define LUNGSEG_ABI_VERSION 2
+
+/* Newest artifact metadata "schema_version" this library understands. */
+#define LUNGSEG_MODEL_SCHEMA_VERSION 1
+
 typedef enum lungseg_status {
     LUNGSEG_OK = 0,
     LUNGSEG_ERROR_INVALID_ARGUMENT = 1, /* null pointer, zero or too large size, bad stride, bad enum value */
     LUNGSEG_ERROR_IO = 2,               /* the model file cannot be opened or read */
     LUNGSEG_ERROR_MODEL = 3,            /* corrupt, truncated or foreign model; not a lungseg graph */
     LUNGSEG_ERROR_UNSUPPORTED = 4,      /* backend not built in, device not available, output not in the model */
-    LUNGSEG_ERROR_BUFFER_TOO_SMALL = 5, /* the output buffer holds fewer than width * height elements */
+    LUNGSEG_ERROR_BUFFER_TOO_SMALL = 5, /* a caller buffer (pixels, mask, probability, workspace) is shorter than needed */
     LUNGSEG_ERROR_OUT_OF_MEMORY = 6,
     LUNGSEG_ERROR_INFERENCE = 7,        /* the backend failed while running the graph */
     LUNGSEG_ERROR_NOT_FOUND = 8,        /* metadata key not present */
-    LUNGSEG_ERROR_INTERNAL = 9          /* a bug in lungseg; the message says where */
+    LUNGSEG_ERROR_INTERNAL = 9,         /* a bug in lungseg; the message says where */
+    LUNGSEG_CANCELLED = 10,             /* lungseg_cancel() stopped the call */
+    LUNGSEG_ERROR_MODEL_VERSION = 11,   /* the artifact's metadata schema is newer than this library understands */
+    LUNGSEG_ERROR_MODEL_MISMATCH = 12,  /* a valid artifact, but not the one options asked for (extent) */
+    LUNGSEG_ERROR_CHECKSUM = 13         /* LUNGSEG_CREATE_VERIFY_SHA256: mismatch, or no recorded sha256 */
 } lungseg_status;
 
 typedef enum lungseg_backend {
@@ -118,9 +193,19 @@ typedef enum lungseg_pixel_type {
     LUNGSEG_PIXEL_UINT16 = 2 /* native byte order */
 } lungseg_pixel_type;
 
+/* Mask convention of an artifact (metadata "extent"); options.extent requests one. */
+typedef enum lungseg_extent {
+    LUNGSEG_EXTENT_ANY = 0,     /* options only: accept whatever the artifact has */
+    LUNGSEG_EXTENT_VISIBLE = 1, /* the visible lung field (heart shadow left out) */
+    LUNGSEG_EXTENT_FULL = 2     /* the full lung extent, behind the heart down to the diaphragm */
+} lungseg_extent;
+
 /* Flags of lungseg_segment() and lungseg_postprocess(). */
 #define LUNGSEG_SEGMENT_LABELS 0x1u /* write 0/1/2 (background / patient's right / patient's left) instead of 0/1 */
 #define LUNGSEG_SEGMENT_RAW 0x2u    /* skip the clean-up (two largest components, hole filling) */
+
+/* Flags of lungseg_options.create_flags. */
+#define LUNGSEG_CREATE_VERIFY_SHA256 0x1u /* verify the artifact's SHA-256 (see "Integrity" above) */
 
 /* Default of lungseg_options.max_pixels: 100 million pixels, well above a 4020x4892 detector. */
 #define LUNGSEG_DEFAULT_MAX_PIXELS 100000000u
@@ -133,15 +218,22 @@ typedef struct lungseg_options {
     int32_t num_threads;   /* intra-op threads; 0 = the backend's default */
     uint32_t reserved;     /* must be 0 */
     uint64_t max_pixels;   /* largest width * height accepted; 0 = LUNGSEG_DEFAULT_MAX_PIXELS */
+    /* ---- 32 bytes: the end of lungseg 0.1's struct; the fields below are ABI 2 ---- */
+    int32_t extent;               /* lungseg_extent requested; 0 = LUNGSEG_EXTENT_ANY */
+    uint32_t create_flags;        /* LUNGSEG_CREATE_VERIFY_SHA256; other bits must be 0 */
+    const char* expected_sha256;  /* NULL, or the artifact's SHA-256 as 64 hex digits (implies verification) */
 } lungseg_options;
 
 typedef struct lungseg_segmenter lungseg_segmenter; /* opaque */
 
-/* Defaults: AUTO backend, CPU, device 0, backend's threads, default max_pixels. */
+/* Defaults: AUTO backend, CPU, device 0, backend's threads, default max_pixels, any extent. */
 LUNGSEG_API void lungseg_options_init(lungseg_options* options);
 
 /* "MAJOR.MINOR.PATCH" of the library. */
 LUNGSEG_API const char* lungseg_version(void);
+
+/* LUNGSEG_ABI_VERSION of the library. */
+LUNGSEG_API uint32_t lungseg_abi_version(void);
 
 /* Short constant text for a status code ("ok", "invalid argument", ...). */
 LUNGSEG_API const char* lungseg_status_string(lungseg_status status);
@@ -161,37 +253,68 @@ LUNGSEG_API lungseg_status lungseg_create_from_memory(const void* data, size_t s
                                                       const lungseg_options* options,
                                                       lungseg_segmenter** out);
 
-/* Release a segmenter; NULL is allowed. */
+/* Release a segmenter; NULL is allowed. Joins the backend's threads before returning. */
 LUNGSEG_API void lungseg_destroy(lungseg_segmenter* segmenter);
 
 /*
  * Segment one image into mask (width * height bytes, dense).
- * pixels: height rows of width pixels of pixel_type, row_stride bytes apart (0 = packed,
- * width * bytes per pixel). flags: LUNGSEG_SEGMENT_LABELS, LUNGSEG_SEGMENT_RAW.
+ * pixels: pixels_size bytes holding height rows of width pixels of pixel_type, row_stride
+ * bytes apart (0 = packed, width * bytes per pixel); pixels_size must be at least
+ * (height - 1) * row_stride + width * bytes_per_pixel. mask_size: bytes in mask, at least
+ * width * height. flags: LUNGSEG_SEGMENT_LABELS, LUNGSEG_SEGMENT_RAW.
  * The mask is 0/1 (or 0/1/2 with LABELS), the graph's threshold applied; without RAW the
  * two largest components are kept (specks under 2% of the largest dropped) and holes
  * filled, as Segmenter.segment() does in Python. As in Python, images under 2 pixels a
  * side and constant images (nothing to segment) are refused (LUNGSEG_ERROR_INVALID_ARGUMENT).
+ * LUNGSEG_CANCELLED when lungseg_cancel() stopped it.
  */
 LUNGSEG_API lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const void* pixels,
-                                           int32_t pixel_type, uint32_t width, uint32_t height,
-                                           size_t row_stride, uint8_t* mask, size_t mask_size,
-                                           uint32_t flags);
+                                           size_t pixels_size, int32_t pixel_type, uint32_t width,
+                                           uint32_t height, size_t row_stride, uint8_t* mask,
+                                           size_t mask_size, uint32_t flags);
 
-/* Lung probability (float32 in [0, 1], width * height values, dense) before thresholding. */
+/* Lung probability (float32 in [0, 1], width * height values, dense) before thresholding.
+ * probability_size is in BYTES: at least width * height * sizeof(float). */
 LUNGSEG_API lungseg_status lungseg_probability(lungseg_segmenter* segmenter, const void* pixels,
-                                               int32_t pixel_type, uint32_t width,
-                                               uint32_t height, size_t row_stride,
-                                               float* probability, size_t probability_count);
+                                               size_t pixels_size, int32_t pixel_type,
+                                               uint32_t width, uint32_t height, size_t row_stride,
+                                               float* probability, size_t probability_size);
 
 /*
  * Host-side clean-up of a mask in place (width * height bytes, dense, any non-zero value
- * is lung): the same steps lungseg_segment() applies after the graph, for masks obtained
- * elsewhere (e.g. by thresholding lungseg_probability() at another threshold).
- * flags as for lungseg_segment().
+ * is lung; mask_size bytes at mask): the same steps lungseg_segment() applies after the
+ * graph, for masks obtained elsewhere (e.g. by thresholding lungseg_probability() at
+ * another threshold). flags as for lungseg_segment(). Allocates its run lists per call.
  */
-LUNGSEG_API lungseg_status lungseg_postprocess(uint8_t* mask, uint32_t width, uint32_t height,
-                                               uint32_t flags);
+LUNGSEG_API lungseg_status lungseg_postprocess(uint8_t* mask, size_t mask_size, uint32_t width,
+                                               uint32_t height, uint32_t flags);
+
+/*
+ * Stop every lungseg_segment()/lungseg_probability() call running on segmenter now; they
+ * return LUNGSEG_CANCELLED. Callable from any thread (e.g. a watchdog for a deadline);
+ * later calls are not affected. Harmless when nothing runs.
+ */
+LUNGSEG_API lungseg_status lungseg_cancel(lungseg_segmenter* segmenter);
+
+/*
+ * Bytes of workspace one call on a width x height image needs from lungseg (the float32
+ * copy of the image, aligned): what lungseg_set_workspace() must be given for that size.
+ * The backend runtime's own memory (ONNX Runtime's arena, LibTorch's tensors) is not part
+ * of it: see "Memory" above.
+ */
+LUNGSEG_API lungseg_status lungseg_workspace_size(const lungseg_segmenter* segmenter, uint32_t width,
+                                                  uint32_t height, size_t* bytes);
+
+/*
+ * Hand the segmenter a caller-owned workspace of size bytes (any alignment), used by every
+ * later call instead of memory of lungseg's own; calls are then serialized on this
+ * segmenter, and an image that needs more than size bytes is refused with
+ * LUNGSEG_ERROR_BUFFER_TOO_SMALL (the message names both sizes). The buffer must stay
+ * valid until lungseg_set_workspace(segmenter, NULL, 0) (back to lungseg's own) or
+ * lungseg_destroy(). The workspaces lungseg allocated so far are freed here.
+ */
+LUNGSEG_API lungseg_status lungseg_set_workspace(lungseg_segmenter* segmenter, void* workspace,
+                                                 size_t size);
 
 /* The model's metadata as a JSON object text ("{}" when the artifact carries none). */
 LUNGSEG_API lungseg_status lungseg_metadata_json(const lungseg_segmenter* segmenter,
@@ -200,11 +323,16 @@ LUNGSEG_API lungseg_status lungseg_metadata_json(const lungseg_segmenter* segmen
 /*
  * One top-level metadata value as text (strings unquoted; numbers, true/false as written;
  * objects and arrays as JSON text). LUNGSEG_ERROR_NOT_FOUND when absent. Keys written by
- * the lungseg exporter include "lungseg_version", "format", "image_size", "threshold",
- * "weights_sha256", "precision" and "model".
+ * the lungseg exporter include "schema_version", "lungseg_version", "format",
+ * "image_size", "threshold", "extent", "weights_sha256", "precision" and "model".
  */
 LUNGSEG_API lungseg_status lungseg_metadata_value(const lungseg_segmenter* segmenter,
                                                   const char* key, const char** value);
+
+/* The artifact's mask convention: "visible" or "full" ("visible" when the metadata has no
+ * "extent"). */
+LUNGSEG_API lungseg_status lungseg_model_extent(const lungseg_segmenter* segmenter,
+                                                const char** extent);
 
 /* "onnxruntime", "libtorch" or "tensorrt". */
 LUNGSEG_API lungseg_status lungseg_backend_name(const lungseg_segmenter* segmenter,

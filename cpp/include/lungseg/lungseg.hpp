@@ -6,6 +6,9 @@
 //
 //     lungseg::Segmenter seg("lungseg.onnx");
 //     std::vector<uint8_t> labels = seg.segment(pixels16, width, height, 0, LUNGSEG_SEGMENT_LABELS);
+//
+// The pixel overloads take std::vector (its size is the buffer's size, checked by the
+// library); segment_into() takes a pointer and a size in bytes.
 #ifndef LUNGSEG_LUNGSEG_HPP
 #define LUNGSEG_LUNGSEG_HPP
 
@@ -55,6 +58,9 @@ struct Options {
     int32_t device_index = 0;
     int32_t num_threads = 0;      // 0: the backend's default
     uint64_t max_pixels = 0;      // 0: LUNGSEG_DEFAULT_MAX_PIXELS
+    lungseg_extent extent = LUNGSEG_EXTENT_ANY;  // refuse an artifact of the other extent
+    bool verify_sha256 = false;   // LUNGSEG_CREATE_VERIFY_SHA256
+    std::string expected_sha256;  // "" or 64 hex digits (implies verification)
 
     lungseg_options to_c() const {
         lungseg_options o;
@@ -64,6 +70,9 @@ struct Options {
         o.device_index = device_index;
         o.num_threads = num_threads;
         o.max_pixels = max_pixels;
+        o.extent = static_cast<int32_t>(extent);
+        o.create_flags = verify_sha256 ? LUNGSEG_CREATE_VERIFY_SHA256 : 0u;
+        o.expected_sha256 = expected_sha256.empty() ? nullptr : expected_sha256.c_str();  // valid while *this lives
         return o;
     }
 };
@@ -74,10 +83,11 @@ inline bool backend_available(Backend backend) {
 
 // Host-side clean-up of a 0/1 mask in place (see lungseg_postprocess).
 inline void postprocess(std::vector<uint8_t>& mask, uint32_t width, uint32_t height, uint32_t flags = 0) {
-    if (mask.size() < static_cast<std::size_t>(width) * height)
-        throw Error(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask holds fewer than width * height bytes");
-    detail::check(lungseg_postprocess(mask.data(), width, height, flags));
+    detail::check(lungseg_postprocess(mask.data(), mask.size(), width, height, flags));
 }
+
+// The library's LUNGSEG_ABI_VERSION; a program built with this header needs >= its own.
+inline bool abi_compatible() noexcept { return lungseg_abi_version() >= LUNGSEG_ABI_VERSION; }
 
 class Segmenter {
 public:
@@ -111,29 +121,51 @@ public:
     ~Segmenter() { lungseg_destroy(handle_); }
 
     // Mask (0/1, or 0/1/2 with LUNGSEG_SEGMENT_LABELS) of width * height bytes.
-    // row_stride in bytes; 0 = packed rows.
-    std::vector<uint8_t> segment(const uint8_t* pixels, uint32_t width, uint32_t height,
+    // pixels: the whole image, as a vector (its size is the buffer's size).
+    std::vector<uint8_t> segment(const std::vector<uint8_t>& pixels, uint32_t width, uint32_t height,
                                  std::size_t row_stride = 0, uint32_t flags = 0) const {
-        return segment_any(pixels, LUNGSEG_PIXEL_UINT8, width, height, row_stride, flags);
+        return segment_any(pixels.data(), pixels.size(), LUNGSEG_PIXEL_UINT8, width, height, row_stride, flags);
     }
-    std::vector<uint8_t> segment(const uint16_t* pixels, uint32_t width, uint32_t height,
+    std::vector<uint8_t> segment(const std::vector<uint16_t>& pixels, uint32_t width, uint32_t height,
                                  std::size_t row_stride = 0, uint32_t flags = 0) const {
-        return segment_any(pixels, LUNGSEG_PIXEL_UINT16, width, height, row_stride, flags);
+        return segment_any(pixels.data(), pixels.size() * 2, LUNGSEG_PIXEL_UINT16, width, height, row_stride, flags);
     }
 
-    // Into a caller-owned buffer of at least width * height bytes (no allocation here).
-    void segment_into(const void* pixels, lungseg_pixel_type type, uint32_t width, uint32_t height,
-                      std::size_t row_stride, uint8_t* mask, std::size_t mask_size, uint32_t flags = 0) const {
-        detail::check(lungseg_segment(handle_, pixels, type, width, height, row_stride, mask, mask_size, flags));
+    // Into a caller-owned buffer of mask_size bytes (no allocation here); pixels_size in bytes.
+    void segment_into(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type, uint32_t width,
+                      uint32_t height, std::size_t row_stride, uint8_t* mask, std::size_t mask_size,
+                      uint32_t flags = 0) const {
+        detail::check(
+            lungseg_segment(handle_, pixels, pixels_size, type, width, height, row_stride, mask, mask_size, flags));
     }
 
-    std::vector<float> probability(const uint8_t* pixels, uint32_t width, uint32_t height,
+    std::vector<float> probability(const std::vector<uint8_t>& pixels, uint32_t width, uint32_t height,
                                    std::size_t row_stride = 0) const {
-        return probability_any(pixels, LUNGSEG_PIXEL_UINT8, width, height, row_stride);
+        return probability_any(pixels.data(), pixels.size(), LUNGSEG_PIXEL_UINT8, width, height, row_stride);
     }
-    std::vector<float> probability(const uint16_t* pixels, uint32_t width, uint32_t height,
+    std::vector<float> probability(const std::vector<uint16_t>& pixels, uint32_t width, uint32_t height,
                                    std::size_t row_stride = 0) const {
-        return probability_any(pixels, LUNGSEG_PIXEL_UINT16, width, height, row_stride);
+        return probability_any(pixels.data(), pixels.size() * 2, LUNGSEG_PIXEL_UINT16, width, height, row_stride);
+    }
+
+    // Stop the calls running on this segmenter (from any thread): they throw Error with
+    // status LUNGSEG_CANCELLED.
+    void cancel() const { detail::check(lungseg_cancel(handle_)); }
+
+    // Workspace bytes a width x height call needs; hand one over with set_workspace()
+    // (the buffer must outlive its use; nullptr, 0 returns to the library's own).
+    std::size_t workspace_size(uint32_t width, uint32_t height) const {
+        std::size_t bytes = 0;
+        detail::check(lungseg_workspace_size(handle_, width, height, &bytes));
+        return bytes;
+    }
+    void set_workspace(void* workspace, std::size_t size) { detail::check(lungseg_set_workspace(handle_, workspace, size)); }
+
+    // "visible" or "full".
+    std::string extent() const {
+        const char* e = nullptr;
+        detail::check(lungseg_model_extent(handle_, &e));
+        return e;
     }
 
     std::string metadata_json() const {
@@ -173,19 +205,19 @@ private:
         return static_cast<std::size_t>(n);
     }
 
-    std::vector<uint8_t> segment_any(const void* pixels, lungseg_pixel_type type, uint32_t width,
-                                     uint32_t height, std::size_t row_stride, uint32_t flags) const {
+    std::vector<uint8_t> segment_any(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type,
+                                     uint32_t width, uint32_t height, std::size_t row_stride, uint32_t flags) const {
         std::vector<uint8_t> mask(output_size(width, height));
-        detail::check(lungseg_segment(handle_, pixels, type, width, height, row_stride, mask.data(),
+        detail::check(lungseg_segment(handle_, pixels, pixels_size, type, width, height, row_stride, mask.data(),
                                       mask.size(), flags));
         return mask;
     }
 
-    std::vector<float> probability_any(const void* pixels, lungseg_pixel_type type, uint32_t width,
-                                       uint32_t height, std::size_t row_stride) const {
+    std::vector<float> probability_any(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type,
+                                       uint32_t width, uint32_t height, std::size_t row_stride) const {
         std::vector<float> prob(output_size(width, height));
-        detail::check(lungseg_probability(handle_, pixels, type, width, height, row_stride, prob.data(),
-                                          prob.size()));
+        detail::check(lungseg_probability(handle_, pixels, pixels_size, type, width, height, row_stride,
+                                          prob.data(), prob.size() * sizeof(float)));
         return prob;
     }
 
