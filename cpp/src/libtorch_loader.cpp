@@ -102,10 +102,14 @@ public:
 
     const char* name() const noexcept override { return "libtorch"; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) override {
+    // A TorchScript forward cannot be interrupted: a cancel is seen before and after it.
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+             CallToken& token) override {
+        token.check("before the LibTorch graph");
         char error[2048] = "";
         const int32_t status = plugin_->run(handle_, pixels, height, width, mask, probability, error, sizeof error);
         if (status != LUNGSEG_OK) fail(static_cast<lungseg_status>(status), error);
+        token.check("after the LibTorch graph");
     }
 
 private:

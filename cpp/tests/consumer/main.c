@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "create: %s\n", lungseg_last_error());
         return 1;
     }
-    status = lungseg_segment(seg, pixels, LUNGSEG_PIXEL_UINT16, W, H, 0, labels, sizeof labels,
+    status = lungseg_segment(seg, pixels, sizeof pixels, LUNGSEG_PIXEL_UINT16, W, H, 0, labels, sizeof labels,
                              LUNGSEG_SEGMENT_LABELS);
     if (status != LUNGSEG_OK) {
         fprintf(stderr, "segment: %s\n", lungseg_last_error());
