@@ -19,7 +19,11 @@
 #              missing) | 1 (fail instead); LUNGSEG_CPP_JOBS (2); LUNGSEG_NICE ("nice -n 19");
 #              LUNGSEG_CROSS_SYSROOT (/usr/aarch64-linux-gnu); LUNGSEG_CROSS_BUILD (build/cross-aarch64);
 #              LUNGSEG_CROSS_NATIVE_BUILD: the native release build whose artifacts and test_parity
-#              step 4 uses (default build/cpp; step 4 is skipped when they are missing).
+#              step 4 uses (default build/cpp; step 4 is skipped when they are missing);
+#              LUNGSEG_CROSS_CTEST_EXCLUDE: ctest -E regex of tests not run under qemu (default
+#              ^abi_bad_input$: two of its checks do not hold under qemu-user: a joined thread
+#              still shows in /proc/self/task (measured: 83 of 200 joins with qemu 7.2, 0 natively),
+#              and its cancel-inside-the-graph timing differs; empty runs everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,8 +77,9 @@ echo "cross_aarch64: $LIB: $MACHINE"
 [ "$MACHINE" = "AArch64" ] || { echo "cross_aarch64: error: $LIB is not an AArch64 library" >&2; exit 1; }
 
 if command -v qemu-aarch64 >/dev/null || command -v qemu-aarch64-static >/dev/null; then
-    say "tests on aarch64 through qemu-user"
-    "${NICE[@]}" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure --timeout 600
+    EXCLUDE=${LUNGSEG_CROSS_CTEST_EXCLUDE-^abi_bad_input\$}
+    say "tests on aarch64 through qemu-user${EXCLUDE:+ (not: $EXCLUDE)}"
+    "${NICE[@]}" ctest --test-dir "$BUILD" -j "$JOBS" --output-on-failure --timeout 600 ${EXCLUDE:+-E "$EXCLUDE"}
     grep -h -E "^install_package: |^lungseg [0-9.]+: |^torch mapped|^probe: " \
         "$BUILD"/Testing/Temporary/LastTest.log || true
 
