@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -643,10 +644,14 @@ void test_cancel() {
     std::vector<uint8_t> img(static_cast<std::size_t>(w) * h);
     for (std::size_t i = 0; i < img.size(); ++i) img[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
     std::vector<uint8_t> mask(img.size());
+    const auto t0 = std::chrono::steady_clock::now();
     CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(),
                           LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
+    const double call_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     // A second thread segments until one of its calls is stopped inside the graph (by ONNX
-    // Runtime's terminate flag); this thread cancels at varying moments meanwhile.
+    // Runtime's terminate flag); this thread cancels meanwhile, at moments spread over the
+    // length of one call (each call starts when the previous one was cancelled), so that
+    // some land in the pixel conversion and some in the graph, whatever the build's speed.
     std::atomic<bool> done{false};
     int ok = 0, cancelled = 0, in_graph = 0, other = 0;
     std::string other_message;
@@ -669,7 +674,8 @@ void test_cancel() {
         done = true;
     });
     for (int k = 0; !done; ++k) {
-        std::this_thread::sleep_for(std::chrono::microseconds(500 + (k * 7919) % 40000));
+        const double position = std::fmod(0.6180339887 * k, 1.0);  // low-discrepancy spread over [0, 1)
+        std::this_thread::sleep_for(std::chrono::microseconds(200 + static_cast<long>(position * 1.2 * call_us)));
         CHECK(lungseg_cancel(seg) == LUNGSEG_OK);
     }
     worker.join();
