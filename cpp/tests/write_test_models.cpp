@@ -28,6 +28,11 @@ int main(int argc, char** argv) {
     write_bytes(models + "/foreign_input_name.onnx", make_onnx_model(Variant::ForeignInputName));
     write_bytes(models + "/bool_mask.onnx", make_onnx_model(Variant::BoolMask));
     write_bytes(models + "/misshaped_mask.onnx", make_onnx_model(Variant::MisshapedMask));
+    // Metadata as the exporter writes it (schema_version, extent), and a newer schema.
+    write_bytes(models + "/extent_full.onnx",
+                make_onnx_model(Variant::Lungseg, true, R"({"producer": "lungseg", "schema_version": 1, "extent": "full"})"));
+    write_bytes(models + "/schema_v2.onnx",
+                make_onnx_model(Variant::Lungseg, true, R"({"producer": "lungseg", "schema_version": 2, "extent": "visible"})"));
     // Requests: type, flags, width, height, stride padding, mode, then pixels.
     for (int k = 0; k < 4; ++k) {
         std::string req = {static_cast<char>(k % 2), static_cast<char>(k), 24, 18, static_cast<char>(k), static_cast<char>(k)};
