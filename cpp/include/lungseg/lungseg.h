@@ -34,8 +34,9 @@
  *   layout up to max_pixels of lungseg 0.1; sizeof(lungseg_options) of this header) and
  *   gives the fields beyond a smaller struct_size their defaults. A larger struct_size (a
  *   program built with a newer header) is accepted when every byte beyond this library's
- *   struct is zero (the newer fields left at their defaults), and refused otherwise, as
- *   are sizes below 32, sizes that are not a multiple of 8 and sizes above 4096.
+ *   struct is zero (the newer fields left at their defaults) and refused otherwise
+ *   (LUNGSEG_ERROR_UNSUPPORTED); sizes below 32, between 32 and sizeof(lungseg_options),
+ *   or above 4096 are LUNGSEG_ERROR_INVALID_ARGUMENT.
  * - Models: the artifact's metadata records "schema_version" (written by the lungseg
  *   exporter). An artifact whose schema is newer than LUNGSEG_MODEL_SCHEMA_VERSION, or not
  *   a positive integer, is refused at create time with LUNGSEG_ERROR_MODEL_VERSION and
