@@ -114,6 +114,35 @@ int compare_png(const std::string& png, const std::string& pgm) {
     return c.dice >= kMinDice ? 0 : 1;
 }
 
+// The exported artifact's metadata as the library reads it: the exporter's schema_version
+// is one the library understands (else create failed), its extent is reported, and a
+// request for the other extent is refused while one for its own is accepted.
+int check_extent(const std::string& path, lungseg_options options, lungseg_segmenter* seg) {
+    const char* extent = nullptr;
+    const char* schema = nullptr;
+    if (lungseg_model_extent(seg, &extent) != LUNGSEG_OK) return 1;
+    const bool has_schema = lungseg_metadata_value(seg, "schema_version", &schema) == LUNGSEG_OK;
+    std::printf("artifact metadata: schema_version %s, extent %s\n", has_schema ? schema : "(none)", extent);
+    const bool full = std::string(extent) == "full";
+    int failures = 0;
+    lungseg_segmenter* other = nullptr;
+    options.extent = full ? LUNGSEG_EXTENT_FULL : LUNGSEG_EXTENT_VISIBLE;
+    if (lungseg_create(path.c_str(), &options, &other) != LUNGSEG_OK) {
+        std::printf("FAILED: requesting the artifact's own extent: %s\n", lungseg_last_error());
+        ++failures;
+    }
+    lungseg_destroy(other);
+    other = nullptr;
+    options.extent = full ? LUNGSEG_EXTENT_VISIBLE : LUNGSEG_EXTENT_FULL;
+    const lungseg_status st = lungseg_create(path.c_str(), &options, &other);
+    if (st != LUNGSEG_ERROR_MODEL_MISMATCH) {
+        std::printf("FAILED: requesting the other extent gave %s: %s\n", lungseg_status_string(st), lungseg_last_error());
+        ++failures;
+    }
+    lungseg_destroy(other);
+    return failures;
+}
+
 int check_foreign(const std::string& path, const lungseg_options& options) {
     lungseg_segmenter* seg = nullptr;
     lungseg_status st = lungseg_create(path.c_str(), &options, &seg);
@@ -233,6 +262,7 @@ int main(int argc, char** argv) {
     }
     const auto foreign = m.header.find("foreign_" + backend);
     if (foreign != m.header.end() && group == "synthetic") failures += check_foreign(foreign->second, options);
+    if (group == "synthetic") failures += check_extent(model->second, options, seg);
     std::printf("%s: %zu cases, %d failure(s)\n", failures ? "FAILED" : "passed", cases.size(), failures);
     return failures ? 1 : 0;
 }
