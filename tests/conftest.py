@@ -42,9 +42,10 @@ def synthetic_xray(h: int = 96, w: int = 96, seed: int = 0, dtype=np.uint8) -> t
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    """An untrained resnet18+SGA weights file with a 64x64 network input (fast, deterministic)."""
+    """An untrained resnet18+SGA weights file with a 64x64 network input and both extents
+    (visible, full) as outputs, like the shipped model (fast, deterministic)."""
     torch.manual_seed(0)
-    model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8))
+    model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8), extents=("visible", "full"))
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_weights(path, model.eval(), image_size=64)
     return path

@@ -95,10 +95,10 @@ def test_opacity_whitens_lung_but_keeps_mask():
 
 def test_dataset_items_go_through_preprocess(synthetic_data):
     ds = SegmentationDataset(find_samples(synthetic_data, "train"), 32, XrayAugment(), seed=1)
-    x, y = ds[0]
-    assert x.shape == y.shape == (1, 32, 32)
+    x, y, w, primary = ds[0]
+    assert x.shape == y.shape == w.shape == (1, 32, 32) and primary == 0
     assert abs(float(x.mean())) < 1e-3 and 0 <= float(y.min()) and float(y.max()) <= 1
-    x2, _ = ds[0]
+    x2 = ds[0][0]
     assert np.array_equal(x.numpy(), x2.numpy())  # same epoch and index: same augmentation
     ds.set_epoch(1)
     assert not np.array_equal(x.numpy(), ds[0][0].numpy())

@@ -12,6 +12,7 @@ import torch
 from . import postprocess as post
 from .checkpoint import load_weights
 from .errors import ModelError
+from .extents import DEFAULT_EXTENT, check_extent
 from .io import load_any
 from .pipeline import SegmentationPipeline
 
@@ -36,16 +37,21 @@ def resolve_device(device: str = "auto") -> torch.device:
 class BaseSegmenter:
     """The host side of segmentation, shared by :class:`Segmenter` and :func:`lungseg.load`'s models.
 
-    A subclass sets ``threshold`` (the one its graph applies), ``postprocess`` and ``config``
-    and implements ``_run(batch [N, H, W]) -> (probability float32, mask uint8)``, both
+    A subclass sets ``threshold`` (the one its graph applies), ``postprocess``, ``config``
+    and ``extent`` (the default mask convention, see :mod:`lungseg.extents`) and implements
+    ``_run(batch [N, H, W], extent) -> (probability float32, mask uint8)``, both
     ``[N, H, W]``; input reading, re-thresholding and clean-up live here once.
     """
 
     threshold: float
     postprocess: bool
+    extent: str = DEFAULT_EXTENT
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def _extent(self, extent: str | None) -> str:
+        return self.extent if extent is None else check_extent(extent)
 
     def _finish(self, prob, mask, labels, threshold, postprocess):
         threshold = self.threshold if threshold is None else float(threshold)
@@ -57,18 +63,23 @@ class BaseSegmenter:
             mask = post.clean_mask(mask)
         return post.label_lungs(mask) if labels else mask.astype(np.uint8)
 
-    def probability(self, image) -> np.ndarray:
+    def probability(self, image, *, extent: str | None = None) -> np.ndarray:
         """Lung probability (float32, the image's size) before thresholding."""
-        return self._run(load_any(image)[None])[0][0]
+        return self._run(load_any(image)[None], self._extent(extent))[0][0]
 
     def segment(self, image, *, labels: bool = False, threshold: float | None = None,
-                postprocess: bool | None = None) -> np.ndarray:
-        """0/1 mask (or 0/1/2 labels: 1 patient's right = image left) at the image's size."""
-        prob, mask = self._run(load_any(image)[None])
+                postprocess: bool | None = None, extent: str | None = None) -> np.ndarray:
+        """0/1 mask (or 0/1/2 labels: 1 patient's right = image left) at the image's size.
+
+        ``extent``: ``"visible"`` (the lung field) or ``"full"`` (the full lung extent, with
+        the lung behind the heart); None: the segmenter's own.
+        """
+        prob, mask = self._run(load_any(image)[None], self._extent(extent))
         return self._finish(prob[0], mask[0], labels, threshold, postprocess)
 
-    def segment_many(self, images, *, batch_size: int = 4, **kwargs) -> list[np.ndarray]:
+    def segment_many(self, images, *, batch_size: int = 4, extent: str | None = None, **kwargs) -> list[np.ndarray]:
         """Segment several images; images of equal size run through the network together."""
+        extent = self._extent(extent)
         arrays = [load_any(im) for im in images]
         out: list = [None] * len(arrays)
         by_shape: dict = {}
@@ -77,7 +88,7 @@ class BaseSegmenter:
         for idx in by_shape.values():
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k:k + batch_size]
-                prob, mask = self._run(np.stack([arrays[i] for i in chunk]))
+                prob, mask = self._run(np.stack([arrays[i] for i in chunk]), extent)
                 for j, i in enumerate(chunk):
                     out[i] = self._finish(prob[j], mask[j], **{"labels": False, "threshold": None,
                                                                 "postprocess": None, **kwargs})
@@ -90,15 +101,18 @@ class Segmenter(BaseSegmenter):
     ``model``: None for the shipped default weights, or a path to a lungseg weights file
     or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
     PIL image or a numpy array and returns a ``uint8`` mask of the image's own size.
+    ``extent``: the default mask convention, ``"visible"`` or ``"full"`` (each call may
+    ask for the other); a model trained with one output has only ``"visible"``.
     """
 
-    def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True):
+    def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True,
+                 extent: str = DEFAULT_EXTENT):
         if model is None:
             path, sha = default_weights()
             network, config = load_weights(path, expected_sha256=sha)
         else:
             network, config = load_weights(model)
-        pipeline = SegmentationPipeline(network, config.get("image_size", 256), float(threshold))
+        pipeline = SegmentationPipeline(network, config.get("image_size", 256), float(threshold), extent)
         self._attach(pipeline, config, device, postprocess)
 
     @classmethod
@@ -114,12 +128,17 @@ class Segmenter(BaseSegmenter):
         self.config = config
         self.threshold = float(pipeline.postprocess.threshold)
         self.postprocess = postprocess
+        self.extent = getattr(pipeline, "extent", DEFAULT_EXTENT)
+        self.extents = list(getattr(pipeline, "extents", [self.extent]))
         self.pipeline = pipeline.to(self.device).eval()
 
     @torch.inference_mode()
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
         pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        prob, mask = self.pipeline(pixels[:, None])
+        if extent == self.extent:
+            prob, mask = self.pipeline(pixels[:, None])
+        else:
+            prob, mask = self.pipeline.run(pixels[:, None], extent)
         return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
 
 
@@ -129,7 +148,7 @@ def _cached_segmenter(device: str) -> Segmenter:
 
 
 def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess: bool = True,
-            device: str = "auto") -> np.ndarray:
+            device: str = "auto", extent: str = DEFAULT_EXTENT) -> np.ndarray:
     """Segment the lungs of one X-ray with the shipped default model (loaded once, cached).
 
     ``image``: a path to a PNG, JPEG, TIFF, BMP or DICOM file, a PIL image, or a numpy
@@ -137,9 +156,13 @@ def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess:
     Returns a ``uint8`` array of the image's height and width: 0/1, or with ``labels`` 0
     background, 1 the patient's right lung, 2 the patient's left lung (on a standard PA view
     the patient's right lung is on the image's left). ``postprocess=False`` returns the
-    network's own thresholded mask. Bad input raises :class:`~lungseg.errors.InputError`.
+    network's own thresholded mask. ``extent``: ``"visible"`` (default: the visible lung
+    field, the heart shadow left out, as in Montgomery/JSRT masks) or ``"full"`` (the full
+    lung extent, with the lung behind the heart and down to the diaphragm). Bad input
+    raises :class:`~lungseg.errors.InputError`.
     """
-    return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess)
+    return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess,
+                                             extent=extent)
 
 
 def measure(mask_or_labels, spacing=None) -> dict:

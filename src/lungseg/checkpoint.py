@@ -64,6 +64,24 @@ def state_from_file(obj, path) -> tuple[dict, dict]:
     return obj["config"], obj["model"]
 
 
+MODEL_ARGS = ("encoder", "attention", "decoder_channels", "in_channels", "extents")
+
+
+def widen_to_extents(state_dict: dict, model) -> dict:
+    """A one-extent model's state_dict fitted to ``model``'s output channels.
+
+    The output convolutions (``head``, the SGA coarse head) of a one-channel file are
+    repeated once per extent of ``model``, so every extent starts from the old model's
+    lung map; all other tensors are kept. Tensors that already fit are left alone.
+    """
+    own = model.state_dict()
+    out = dict(state_dict)
+    for k, v in state_dict.items():
+        if k in own and v.shape != own[k].shape and v.ndim >= 1 and v.shape[0] == 1 and v.shape[1:] == own[k].shape[1:]:
+            out[k] = v.expand(own[k].shape[0], *v.shape[1:]).clone()
+    return out
+
+
 def as_float32(state_dict: dict) -> dict:
     """A state_dict with its floating tensors (fp16 in shipped files) as float32."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
@@ -80,7 +98,7 @@ def load_weights(path, expected_sha256: str | None = None):
         if actual != expected_sha256:
             raise ModelError(f"{path}: sha256 {actual} does not match the recorded {expected_sha256}")
     config, sd = state_from_file(safe_load(path), path)
-    model_args = {k: v for k, v in config.items() if k in ("encoder", "attention", "decoder_channels", "in_channels")}
+    model_args = {k: v for k, v in config.items() if k in MODEL_ARGS}
     try:
         model = create_model(**model_args)
         model.load_state_dict(as_float32(sd))

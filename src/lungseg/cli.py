@@ -46,12 +46,31 @@ def main():
 @click.option("--no-augment", is_flag=True)
 @click.option("--max-steps-per-epoch", default=None, type=int, help="Cap steps per epoch (smoke tests).")
 @click.option("--stop-after-epoch", default=None, type=int, help="End this invocation after that epoch; --resume continues.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
+              help="Mixed precision: auto takes bf16 where the CPU (AVX-512 BF16/AMX) or GPU runs it natively.")
+@click.option("--extents", default="visible,full", show_default=True,
+              help="Output channels, comma-separated: visible (lung field), full (full lung extent).")
+@click.option("--set-weight", "set_weights", multiple=True, metavar="FOLDER=W",
+              help="Sampling weight of a data folder (by folder name; default 1 each; repeatable).")
+@click.option("--samples-per-epoch", default=None, type=click.IntRange(min=1),
+              help="Images drawn per epoch when several folders are mixed (default: the train split's size).")
 def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, seed, workers, device, init,
-          resume, no_augment, max_steps_per_epoch, stop_after_epoch):
+          resume, no_augment, max_steps_per_epoch, stop_after_epoch, amp, extents, set_weights, samples_per_epoch):
     """Train a lung UNet on the train split of DATA folders, choosing by val Dice."""
     from .train import TrainConfig, train as run
 
+    weights = {}
+    for item in set_weights:
+        name, sep, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name or weights[name] < 0:
+            raise InputError(f"--set-weight {item!r}: expected FOLDER=W with W a number >= 0")
     cfg = TrainConfig(data=list(data), out=out, image_size=image_size, encoder=encoder,
+                      extents=[e.strip() for e in extents.split(",") if e.strip()],
+                      set_weights=weights or None, samples_per_epoch=samples_per_epoch, amp=amp,
                       attention=None if attention == "none" else attention, epochs=epochs,
                       batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
                       resume=resume, init=init, augment=not no_augment,
@@ -66,12 +85,15 @@ def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, see
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Write the summary here.")
 @click.option("--out", "out_dir", default=None, type=click.Path(), help="Per-image CSV and worst-case overlays.")
-def evaluate(data_dirs, split, model, device, json_path, out_dir):
+@click.option("--extent", type=click.Choice(["visible", "full"]), default=None,
+              help="Mask convention to score (default: each folder's own: an 'extent' column in index.csv, "
+                   "'extent' in the folder's lungseg.json, or the built-in table of known sets; else visible).")
+def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
     """Dice, IoU, HD95 and ASSD of a model on the SPLIT of DATA_DIRS."""
     from .evaluate import evaluate as run
     from .io import write_bytes_atomic
 
-    summary = run(data_dirs, split, model, device, out_dir, progress=True)
+    summary = run(data_dirs, split, model, device, out_dir, progress=True, extent=extent)
     text = json.dumps(summary, indent=2)
     if json_path:
         write_bytes_atomic(json_path, text.encode())
@@ -94,7 +116,9 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir):
               help="Threads decoding the next images while the network runs (0: none).")
 @click.option("--allow-input-folder", is_flag=True,
               help="Allow OUT inside an input folder (inputs are never overwritten even then).")
-def segment(inputs, out_dir, labels, overlay, model, device, batch_size, workers, allow_input_folder):
+@click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
+              help="visible: the lung field (heart shadow left out); full: the full lung extent, lung behind the heart included.")
+def segment(inputs, out_dir, labels, overlay, model, device, batch_size, workers, allow_input_folder, extent):
     """Segment the lungs in X-ray files and folders (PNG, JPEG, TIFF, BMP, DICOM) into OUT.
 
     Folders are searched recursively. Writes OUT/<name>.png per input, OUT/<name>_overlay.png
@@ -110,11 +134,11 @@ def segment(inputs, out_dir, labels, overlay, model, device, batch_size, workers
         raise InputError("no images or DICOM files found in " + ", ".join(map(str, inputs)))
     jobs = batch.plan_jobs(found, out_dir, overlay)
     if model is None:
-        segmenter = Segmenter(device=device)
+        segmenter = Segmenter(device=device, extent=extent)
     else:
         from .runtime import load
 
-        segmenter = load(model, device=device)
+        segmenter = load(model, device=device, extent=extent)
     _quiet_opencv()
     rows = batch.segment_files(segmenter, jobs, out_dir, labels=labels, overlay=overlay,
                                batch_size=batch_size, workers=workers, progress=None)
@@ -195,9 +219,11 @@ def _format(ctx, param, value):
               help="WxH to check (repeatable; default 512x512, 1000x800 and 4020x4892).")
 @click.option("--no-check", is_flag=True, help="Skip running the artifact against the eager model.")
 @click.option("--int8", is_flag=True, help="onnx: quantize the network to int8 (faster on CPUs; needs --calibration).")
+@click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
+              help="Mask convention of the graph's outputs (recorded in the metadata).")
 @click.option("--calibration", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="int8: data folder whose train split calibrates the quantization (repeatable; 16 images each).")
-def export_command(fmt, model, output, fp16, opset, device, min_size, opt_size, max_size, max_batch, threshold,
+def export_command(fmt, model, output, fp16, opset, device, min_size, opt_size, max_size, max_batch, threshold, extent,
                    parity_images, parity_sizes, no_check, int8, calibration):
     """Export the model with its preprocessing to one self-contained file, then check it against the eager model.
 
@@ -209,7 +235,7 @@ def export_command(fmt, model, output, fp16, opset, device, min_size, opt_size, 
 
     images = real_images(parity_images) if parity_images else None
     sizes = [(w, h) for h, w in parity_sizes] or None
-    result = export(model, fmt, output, threshold=threshold, check=not no_check, parity_images=images,
+    result = export(model, fmt, output, threshold=threshold, extent=extent, check=not no_check, parity_images=images,
                     parity_sizes=sizes, opset=opset, fp16=fp16, device=device, min_shape=(1, 1, *min_size),
                     opt_shape=(1, 1, *opt_size), max_shape=(max_batch, 1, *max_size), int8=int8,
                     calibration=tuple(calibration))

@@ -1,9 +1,12 @@
 """Evaluation: run :class:`~lungseg.api.Segmenter` (the ``lungseg.segment`` path) over data folders.
 
-Masks are compared at the ground truth's resolution. The summary holds, per dataset
-(keyed by folder name), ``n``, ``dice_mean``, ``dice_std``, ``dice_min``, ``iou_mean``,
-``hd95_mean``, ``assd_mean`` (distances in pixels of the mask grid), and the Dice means of
-TB-positive and normal images where the index gives ``tb_label``.
+Masks are compared at the ground truth's resolution, in each image's own mask convention
+(its folder's extent, see :func:`lungseg.extents.folder_extent`) unless ``extent`` forces
+one; pixels of an ``ignore`` mask count neither way. The summary holds, per dataset (keyed
+by folder name), ``extent``, ``n``, ``dice_mean``, ``dice_std``, ``dice_min``, ``iou_mean``,
+``hd95_mean``, ``assd_mean`` (distances in pixels of the mask grid), the Dice means of
+TB-positive and normal images where the index gives ``tb_label``, and per ``finding``
+where it gives one.
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ import numpy as np
 
 from .api import Segmenter
 from .data import find_samples, load_sample
+from .data.datasets import load_ignore
 from .io import write_bytes_atomic, write_png_atomic
 from .metrics import all_metrics
 from .overlay import draw_overlay
 from .postprocess import label_lungs
 
-FIELDS = ["dataset", "id", "tb_label", "dice", "iou", "hd95", "assd"]
+FIELDS = ["dataset", "id", "extent", "tb_label", "finding", "dice", "iou", "hd95", "assd"]
 
 
 def _summary(rows: list[dict]) -> dict:
     d = np.array([r["dice"] for r in rows])
-    out = {"n": len(rows), "dice_mean": float(d.mean()), "dice_std": float(d.std()),
+    out = {"extent": rows[0]["extent"], "n": len(rows), "dice_mean": float(d.mean()), "dice_std": float(d.std()),
            "dice_min": float(d.min()), "iou_mean": float(np.mean([r["iou"] for r in rows])),
            "hd95_mean": float(np.mean([r["hd95"] for r in rows])),
            "assd_mean": float(np.mean([r["assd"] for r in rows]))}
@@ -35,15 +39,29 @@ def _summary(rows: list[dict]) -> dict:
         if sub:
             out[f"dice_mean_{key}"] = float(np.mean(sub))
             out[f"n_{key}"] = len(sub)
+    findings = sorted({r["finding"] for r in rows if r["finding"]})
+    if findings:
+        out["by_finding"] = {f: {"n": len([r for r in rows if r["finding"] == f]),
+                                 "dice_mean": float(np.mean([r["dice"] for r in rows if r["finding"] == f]))}
+                             for f in findings}
     out["worst"] = [{"id": r["id"], "dice": r["dice"], "tb_label": r["tb_label"]}
                     for r in sorted(rows, key=lambda r: r["dice"])[:3]]
     return out
 
 
 def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", out_dir=None,
-             n_worst: int = 5, progress: bool = False, segmenter: Segmenter | None = None) -> dict:
-    """Evaluate on the ``split`` of each data folder; returns ``{dataset: summary}``."""
+             n_worst: int = 5, progress: bool = False, segmenter: Segmenter | None = None,
+             extent: str | None = None) -> dict:
+    """Evaluate on the ``split`` of each data folder; returns ``{dataset: summary}``.
+
+    ``extent``: None scores each image in its folder's own convention; ``visible`` or
+    ``full`` scores every image against that output of the model. A model with one output
+    only is scored with it against every convention.
+    """
     segmenter = segmenter or Segmenter(model, device=device)
+    # A one-output model (lungseg 0.1's weights, the naive merged baseline) is scored with
+    # its one output against every convention; a two-extent model with the matching output.
+    single = segmenter.extents[0] if len(segmenter.extents) == 1 else None
     results, all_rows = {}, []
     for d in data_dirs:
         samples = find_samples(d, split)
@@ -54,9 +72,11 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
         rows = []
         for s in it:
             image, truth = load_sample(s)
-            pred = segmenter.segment(image)
-            rows.append({"dataset": s.dataset, "id": s.id, "tb_label": s.tb_label,
-                         **all_metrics(pred, truth), "_sample": s, "_pred": pred})
+            own = extent or s.extent
+            pred = segmenter.segment(image, extent=own if own in segmenter.extents else single)
+            rows.append({"dataset": s.dataset, "id": s.id, "extent": own, "tb_label": s.tb_label,
+                         "finding": s.finding, **all_metrics(pred, truth, ignore=load_ignore(s, truth.shape)),
+                         "_sample": s, "_pred": pred})
         key = Path(d).resolve().name
         results[key] = _summary(rows)
         all_rows += rows

@@ -10,6 +10,8 @@ unusable input raises :class:`~lungseg.errors.InputError` naming the input and t
 from __future__ import annotations
 
 import os
+import re
+import time
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -121,6 +123,31 @@ def _new_file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what write_bytes_atomic's mkstemp names
+
+
+def remove_stale_temp_files(folder, older_than_s: float = 0.0) -> list[Path]:
+    """Delete temporary files of :func:`write_bytes_atomic`'s naming left in ``folder`` by a killed run.
+
+    Only regular files whose name matches ``.<name>.<8 chars>.tmp`` (and older than
+    ``older_than_s`` seconds) are touched; returns what was removed.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for p in folder.iterdir():
+        if TEMP_PATTERN.match(p.name) and p.is_file() and not p.is_symlink():
+            try:
+                if now - p.stat().st_mtime >= older_than_s:
+                    p.unlink()
+                    removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def write_bytes_atomic(path, data: bytes) -> None:

@@ -71,6 +71,29 @@ def assd(pred, target, spacing=None) -> float:
     return float((a.sum() + b.sum()) / (len(a) + len(b)))
 
 
-def all_metrics(pred, target, spacing=None) -> dict:
-    return {"dice": dice_score(pred, target), "iou": iou_score(pred, target),
-            "hd95": hd95(pred, target, spacing), "assd": assd(pred, target, spacing)}
+def without_ignored(pred, target, ignore=None) -> np.ndarray:
+    """``pred`` with the ``ignore`` pixels set to the target's value, so they count neither way."""
+    p = _as_bool(pred)
+    if ignore is None:
+        return p
+    ig = _as_bool(ignore)
+    return np.where(ig, _as_bool(target), p)
+
+
+def masked_dice(pred, target, ignore=None) -> float:
+    """Dice over the pixels outside ``ignore`` (None: all pixels)."""
+    if ignore is None:
+        return dice_score(pred, target)
+    keep = ~_as_bool(ignore)
+    return dice_score(_as_bool(pred) & keep, _as_bool(target) & keep)
+
+
+def all_metrics(pred, target, spacing=None, ignore=None) -> dict:
+    """Dice and IoU over the pixels outside ``ignore``; HD95 and ASSD with the ignored
+    pixels of ``pred`` taken from the target (so they move no boundary)."""
+    keep = None if ignore is None else ~_as_bool(ignore)
+    p, t = _as_bool(pred), _as_bool(target)
+    pk, tk = (p, t) if keep is None else (p & keep, t & keep)
+    pd = without_ignored(p, t, ignore)
+    return {"dice": dice_score(pk, tk), "iou": iou_score(pk, tk),
+            "hd95": hd95(pd, t, spacing), "assd": assd(pd, t, spacing)}

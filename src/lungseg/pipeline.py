@@ -9,22 +9,45 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .extents import DEFAULT_EXTENT, channel_of
 from .preprocess import DEFAULT_SIZE, Postprocess, Preprocess
 
 
 class SegmentationPipeline(nn.Module):
-    """``forward(pixels [N, 1, H, W]) -> (probability float32, mask uint8)``, both ``[N, 1, H, W]``."""
+    """``forward(pixels [N, 1, H, W]) -> (probability float32, mask uint8)``, both ``[N, 1, H, W]``.
 
-    def __init__(self, network: nn.Module, size: int = DEFAULT_SIZE, threshold: float = 0.5):
+    ``extent`` picks which of the network's outputs (``network.config["extents"]``) it
+    returns: ``"visible"`` (the lung field) or ``"full"`` (the full lung extent).
+    """
+
+    def __init__(self, network: nn.Module, size: int = DEFAULT_SIZE, threshold: float = 0.5,
+                 extent: str = DEFAULT_EXTENT):
         super().__init__()
         self.preprocess = Preprocess(size)
         self.network = network
         self.postprocess = Postprocess(threshold)
+        self.select_extent(extent)
 
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Network logits at the network's own size."""
+    @property
+    def extents(self) -> list[str]:
+        return list(getattr(self.network, "config", {}).get("extents", ["visible"]))
+
+    def select_extent(self, extent: str) -> None:
+        """Make ``forward`` return the ``extent`` output; InputError if the network has none."""
+        self.channel = channel_of(self.extents, extent)
+        self.extent = extent
+
+    def logits(self, pixels: torch.Tensor, channel: int | None = None) -> torch.Tensor:
+        """Network logits of the selected extent (or ``channel``) ``[N, 1, S, S]`` at the network's size."""
         out = self.network(self.preprocess(pixels))
-        return out[0] if isinstance(out, (tuple, list)) else out
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        c = self.channel if channel is None else channel
+        return out[:, c:c + 1]
 
     def forward(self, pixels: torch.Tensor):
         return self.postprocess(self.logits(pixels), pixels.shape[-2], pixels.shape[-1])
+
+    def run(self, pixels: torch.Tensor, extent: str):
+        """``forward`` for another of the network's extents (eager use; the selection is unchanged)."""
+        logits = self.logits(pixels, channel_of(self.extents, extent))
+        return self.postprocess(logits, pixels.shape[-2], pixels.shape[-1])

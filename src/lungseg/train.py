@@ -1,5 +1,13 @@
 """Training loop: BCE + soft Dice (+ SGA auxiliary loss), AdamW, warm-up + cosine schedule.
 
+The network has one output per extent in ``extents`` (default visible field and full
+extent); each sample teaches the channels its mask convention speaks for (see
+:mod:`lungseg.extents`). With several data folders, batches are drawn with replacement so
+that each folder contributes in proportion to its ``set_weights`` entry (default: equal),
+``samples_per_epoch`` images per epoch; small sets of sick lungs thus matter as much as
+large screening sets. Validation Dice is the mean over folders of each folder's mean Dice
+on its own extent, with ``ignore`` pixels left out.
+
 Each epoch ends with validation Dice (masks at the ground truth's resolution, through the
 same :class:`~lungseg.pipeline.SegmentationPipeline` as inference), an atomic ``last.pt``
 checkpoint, ``best.pt`` when validation Dice improves, a line in ``metrics.jsonl`` and a
@@ -16,20 +24,23 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from .api import resolve_device
-from .checkpoint import as_float32, save_atomic, save_weights, safe_load, state_from_file
+from .checkpoint import as_float32, save_atomic, save_weights, safe_load, state_from_file, widen_to_extents
 from .data import SegmentationDataset, XrayAugment, find_samples, load_sample
+from .data.datasets import load_ignore
+from .extents import EXTENTS
 from .errors import InputError
+from .io import remove_stale_temp_files, write_bytes_atomic
 from .losses import SegmentationLoss
-from .metrics import dice_score
+from .metrics import masked_dice
 from .models import create_model
 from .pipeline import SegmentationPipeline
 from .plots import plot_curves
@@ -45,6 +56,9 @@ class TrainConfig:
     encoder: str = "resnet18"
     attention: str | None = "sga"
     decoder_channels: list[int] | None = None  # None: the UNet default
+    extents: list[str] = field(default_factory=lambda: list(EXTENTS))
+    set_weights: dict[str, float] | None = None  # folder name -> sampling weight (default equal)
+    samples_per_epoch: int | None = None  # with set weights; None: the train split's size
     epochs: int = 40
     batch_size: int = 8
     lr: float = 1e-3
@@ -58,6 +72,7 @@ class TrainConfig:
     init: str | None = None
     augment: bool = True
     max_steps_per_epoch: int | None = None
+    amp: str = "auto"  # autocast dtype: auto (bf16 where the CPU/GPU has it), bf16, fp16 (CUDA), none
     stop_after_epoch: int | None = None  # end this invocation early (time-boxed jobs); --resume continues
 
 
@@ -76,18 +91,65 @@ def _distributed() -> tuple[int, int]:
 
 
 @torch.no_grad()
-def validation_dice(pipeline: SegmentationPipeline, samples, device) -> float:
-    """Mean Dice of the pipeline's thresholded masks against the full-resolution masks."""
+def validation_dice(pipeline: SegmentationPipeline, samples, device) -> dict[str, float]:
+    """Per folder, the mean Dice of the thresholded masks of each sample's own extent
+    against its full-resolution mask (ignored pixels left out)."""
     was_training = pipeline.training
     pipeline.eval()
-    scores = []
+    scores: dict[str, list[float]] = {}
     for s in samples:
         image, mask = load_sample(s)
         pixels = torch.from_numpy(image.astype(np.float32))[None, None].to(device)
+        pipeline.select_extent(s.extent)
         _, pred = pipeline(pixels)
-        scores.append(dice_score(pred[0, 0].cpu().numpy(), mask))
+        dice = masked_dice(pred[0, 0].cpu().numpy(), mask, load_ignore(s, mask.shape))
+        scores.setdefault(s.dataset, []).append(dice)
     pipeline.train(was_training)
-    return float(np.mean(scores))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def set_sampler(samples, set_weights: dict[str, float] | None, num_samples: int, generator) -> WeightedRandomSampler:
+    """Draw samples so that each folder's share of an epoch follows ``set_weights``."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.dataset] = counts.get(s.dataset, 0) + 1
+    weights = set_weights or {}
+    unknown = set(weights) - set(counts)
+    if unknown:
+        raise InputError(f"set weights for unknown data folders {sorted(unknown)}; folders: {sorted(counts)}")
+    per_sample = [float(weights.get(s.dataset, 1.0)) / counts[s.dataset] for s in samples]
+    return WeightedRandomSampler(per_sample, num_samples, replacement=True, generator=generator)
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+
+def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device`` (None: full float32).
+
+    ``auto`` takes bf16 where the hardware runs it natively (CPUs with AVX-512 BF16 or AMX
+    through oneDNN, CUDA GPUs that report bf16) and float32 elsewhere; bf16 needs no loss
+    scaling. ``fp16`` is for CUDA only (with a gradient scaler).
+    """
+    if mode not in AMP_MODES:
+        raise InputError(f"amp {mode!r}: choose one of {', '.join(AMP_MODES)}")
+    if mode == "none":
+        return None
+    if mode == "fp16":
+        if device.type != "cuda":
+            raise InputError("amp fp16 needs a CUDA device; use bf16 or none on CPU")
+        return torch.float16
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return None
+
+
+def _as_float(output):
+    return tuple(o.float() for o in output) if isinstance(output, (tuple, list)) else output.float()
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
@@ -108,23 +170,29 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
     _seed_everything(cfg.seed + rank)
 
     train_samples = [s for d in cfg.data for s in find_samples(d, "train")]
     val_samples = [s for d in cfg.data for s in find_samples(d, "val")]
-    dataset = SegmentationDataset(train_samples, cfg.image_size,
-                                  XrayAugment() if cfg.augment else None, seed=cfg.seed)
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
+    dataset = SegmentationDataset(train_samples, cfg.image_size, XrayAugment() if cfg.augment else None,
+                                  seed=cfg.seed, extents=cfg.extents)
     generator = torch.Generator().manual_seed(cfg.seed)
+    if world > 1:
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
+    elif len(cfg.data) > 1 or cfg.set_weights:
+        sampler = set_sampler(train_samples, cfg.set_weights, cfg.samples_per_epoch or len(dataset), generator)
+    else:
+        sampler = None
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=cfg.workers, drop_last=len(dataset) > cfg.batch_size * world,
                         generator=generator, persistent_workers=False)
 
     extra = {} if cfg.decoder_channels is None else {"decoder_channels": tuple(cfg.decoder_channels)}
-    model = create_model(cfg.encoder, cfg.attention, **extra).to(device)
+    model = create_model(cfg.encoder, cfg.attention, extents=tuple(cfg.extents), **extra).to(device)
     if cfg.init:
         _, sd = state_from_file(safe_load(cfg.init), cfg.init)
-        model.load_state_dict(as_float32(sd))
+        model.load_state_dict(widen_to_extents(as_float32(sd), model))
     model = model.to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
@@ -132,6 +200,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)))
     criterion = SegmentationLoss(cfg.aux_weight)
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     pipeline = SegmentationPipeline(model, cfg.image_size).to(device)
 
     start_epoch, best, history = 0, -1.0, []
@@ -145,6 +215,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
         scheduler.load_state_dict(ck["scheduler"])
         start_epoch, best, history = ck["epoch"], ck["best_dice"], json.loads(ck["history"])
         torch.set_rng_state(ck["torch_rng"])
+        if rank == 0:  # the checkpoint carries its epochs' metrics: a kill after it cannot lose a line
+            write_bytes_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
 
     if rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -152,7 +224,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
         t0 = time.time()
         dataset.set_epoch(epoch)
         generator.manual_seed(cfg.seed * 1000 + epoch)  # same batch order on resume
-        if sampler is not None:
+        if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         net.train()
         losses = []
@@ -162,20 +234,23 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
             from tqdm import tqdm
             bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for _ in bar:
-            x, y = next(batches)
+            x, y, w, primary = next(batches)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
-            y = y.to(device)
-            loss = criterion(net(x), y)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                output = net(x)
+            loss = criterion(_as_float(output), y.to(device), w.to(device), primary.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             losses.append(loss.item())
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if rank == 0:
-            val = validation_dice(pipeline, val_samples, device)
-            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val,
+            per_set = validation_dice(pipeline, val_samples, device)
+            val = float(np.mean(list(per_set.values())))
+            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val, "val_dice_per_set": per_set,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
             history.append(row)
             if val > best:

@@ -2,8 +2,11 @@
 
 Layouts (detected from the folder):
 
-* folder layout: ``images/<id>.<ext>``, ``masks/<id>.<ext>`` and an optional ``index.csv``
-  with columns ``id`` and ``split`` (optionally ``tb_label``) that selects train/val/test;
+* folder layout: ``images/<id>.<ext>``, ``masks/<id>.<ext>``, optional ``ignore/<id>.<ext>``
+  (pixels that count neither as lung nor as background) and an optional ``index.csv`` with
+  columns ``id`` and ``split`` (optionally ``tb_label``, ``finding``, ``extent``) that
+  selects train/val/test; the mask convention of each image is its ``extent`` column or the
+  folder's (:func:`lungseg.extents.folder_extent`);
 * NLM distribution layout: ``CXR_png/<id>.png`` with ``ManualMask/leftMask/<id>.png`` and
   ``ManualMask/rightMask/<id>.png`` (merged into one mask); no split, TB label read from the
   ``_0``/``_1`` suffix of the Montgomery/Shenzhen file names.
@@ -15,11 +18,13 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import InputError
+from ..extents import check_extent, extent_targets, folder_extent
 from ..io import IMAGE_SUFFIXES, read_image, read_mask
 from ..preprocess import Preprocess, mask_to_grid
 
@@ -36,6 +41,9 @@ class Sample:
     dataset: str
     split: str | None = None
     tb_label: int | None = None
+    extent: str = "visible"
+    ignore: Path | None = None
+    finding: str | None = None
 
 
 def _find_by_stem(folder: Path, stem: str) -> Path | None:
@@ -66,6 +74,7 @@ def _folder_samples(root: Path, split: str | None) -> list[Sample]:
         if split is not None:
             raise InputError(f"{root}: no index.csv, so split {split!r} cannot be selected; use --split all")
         rows = [{"id": p.stem} for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    default_extent = folder_extent(root)
     out = []
     for r in rows:
         img = _find_by_stem(images, r["id"])
@@ -75,8 +84,11 @@ def _folder_samples(root: Path, split: str | None) -> list[Sample]:
         if msk is None:
             raise InputError(f"{img}: no mask for this image in {masks}")
         tb = r.get("tb_label")
-        out.append(Sample(r["id"], img, (msk,), root.name, r.get("split"),
-                          int(tb) if tb not in (None, "") else _tb_from_name(r["id"])))
+        extent = check_extent(r["extent"], f"{index} row {r['id']}") if r.get("extent") else default_extent
+        ignore = _find_by_stem(root / "ignore", r["id"]) if (root / "ignore").is_dir() else None
+        out.append(Sample(r["id"], img, (msk,), root.resolve().name, r.get("split"),
+                          int(tb) if tb not in (None, "") else _tb_from_name(r["id"]),
+                          extent, ignore, r.get("finding") or None))
     return out
 
 
@@ -92,7 +104,8 @@ def _nlm_samples(root: Path, split: str | None) -> list[Sample]:
         for m in (lm, rm):
             if not m.is_file():
                 raise InputError(f"{img}: missing mask {m}")
-        out.append(Sample(img.stem, img, (lm, rm), root.name, None, _tb_from_name(img.stem)))
+        out.append(Sample(img.stem, img, (lm, rm), root.resolve().name, None, _tb_from_name(img.stem),
+                          folder_extent(root)))
     return out
 
 
@@ -127,6 +140,16 @@ def load_sample(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def load_ignore(sample: Sample, shape) -> np.ndarray | None:
+    """The sample's 0/1 ignore mask (None where it has none); its size must match the image."""
+    if sample.ignore is None:
+        return None
+    ignore = read_mask(sample.ignore)
+    if ignore.shape != tuple(shape):
+        raise InputError(f"{sample.ignore}: ignore mask size {ignore.shape[::-1]} differs from image size {tuple(shape)[::-1]}")
+    return ignore
+
+
 def as_unit_float(image: np.ndarray) -> np.ndarray:
     """Integer pixels -> float32 in [0, 1] by the dtype's range (for augmentation only)."""
     if np.issubdtype(image.dtype, np.integer):
@@ -134,20 +157,31 @@ def as_unit_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-class SegmentationDataset(Dataset):
-    """Samples -> (network input ``[1, S, S]``, soft target ``[1, S, S]``) via :class:`Preprocess`.
+IGNORE_BIT = 2  # set in the training mask where a pixel counts neither way (geometry moves it along)
 
-    Images are decoded once and kept in memory (``cache=True``); ``augment`` is a callable
-    ``(image_float01, mask, rng) -> (image, mask)`` applied at the original resolution.
+
+class SegmentationDataset(Dataset):
+    """Samples -> (input ``[1, S, S]``, targets ``[C, S, S]``, weights ``[C, S, S]``, primary channel).
+
+    One target channel per entry of ``extents`` (the model's outputs), built by
+    :func:`lungseg.extents.extent_targets` from each sample's mask in its own convention.
+    Images are decoded once and kept in memory (``cache=True``), at most ``max_side`` pixels
+    a side (larger ones area-downscaled once, which keeps augmentation of detector-size
+    images cheap; :class:`Preprocess` then maps them to the network input as at inference).
+    ``augment`` is a callable ``(image_float01, mask, rng) -> (image, mask)``; the mask it
+    gets carries :data:`IGNORE_BIT` on ignored pixels.
     """
 
-    def __init__(self, samples, size: int, augment=None, cache: bool = True, seed: int = 0):
+    def __init__(self, samples, size: int, augment=None, cache: bool = True, seed: int = 0,
+                 extents=("visible",), max_side: int = 1024):
         self.samples = list(samples)
         self.preprocess = Preprocess(size)
         self.size = size
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        self.extents = tuple(extents)
+        self.max_side = max_side
         self._cache = {} if cache else None
 
     def __len__(self):
@@ -156,11 +190,24 @@ class SegmentationDataset(Dataset):
     def set_epoch(self, epoch: int):
         self.epoch = epoch
 
+    def _read(self, i):
+        s = self.samples[i]
+        image, mask = load_sample(s)
+        ignore = load_ignore(s, image.shape)
+        if ignore is not None:
+            mask = mask | (ignore.astype(np.uint8) * IGNORE_BIT)
+        scale = self.max_side / max(image.shape)
+        if scale < 1:
+            hw = (max(int(round(image.shape[1] * scale)), 1), max(int(round(image.shape[0] * scale)), 1))
+            image = cv2.resize(image, hw, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, hw, interpolation=cv2.INTER_NEAREST)
+        return image, mask
+
     def _load(self, i):
         if self._cache is None:
-            return load_sample(self.samples[i])
+            return self._read(i)
         if i not in self._cache:
-            self._cache[i] = load_sample(self.samples[i])
+            self._cache[i] = self._read(i)
         return self._cache[i]
 
     def __getitem__(self, i):
@@ -169,7 +216,10 @@ class SegmentationDataset(Dataset):
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             image, mask = self.augment(image, mask, rng)
+        grid = (self.size, self.size)
         with torch.no_grad():
             x = self.preprocess(torch.from_numpy(np.ascontiguousarray(image))[None, None])[0]
-            y = mask_to_grid(torch.from_numpy(np.ascontiguousarray(mask))[None, None], (self.size, self.size))[0]
-        return x, y
+            lung = mask_to_grid(torch.from_numpy(np.ascontiguousarray(mask & 1))[None, None], grid)[0]
+            valid = 1 - mask_to_grid(torch.from_numpy(np.ascontiguousarray((mask & IGNORE_BIT) > 0))[None, None], grid)[0]
+        target, weight, primary = extent_targets(lung, valid, self.samples[i].extent, self.extents)
+        return x, target, weight, primary

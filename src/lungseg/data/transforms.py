@@ -37,11 +37,12 @@ def _smooth_field(shape, rng, cells):
 
 def synthetic_opacity(image, mask, rng):
     """Whiten part of the lung field (consolidation, effusion or haze); the mask is unchanged."""
-    if mask.sum() == 0:
+    lung_mask = (mask & 1).astype(np.uint8)  # other bits mark ignored pixels
+    if lung_mask.sum() == 0:
         return image, mask
     h, w = image.shape
-    lung = mask.astype(np.float32)
-    bright = float(np.percentile(image[mask > 0], 99)) if mask.any() else 1.0
+    lung = lung_mask.astype(np.float32)
+    bright = float(np.percentile(image[lung_mask > 0], 99))
     target = max(bright, float(np.percentile(image, 97)))
     kind = rng.choice(["patchy", "effusion", "haze"], p=[0.5, 0.3, 0.2])
     if kind == "patchy":
@@ -50,7 +51,7 @@ def synthetic_opacity(image, mask, rng):
         blob = np.clip((field - cut) / (1 - cut) * 3.0, 0, 1)
         alpha = rng.uniform(0.5, 1.0)
     elif kind == "effusion":
-        n, labels = cv2.connectedComponents(mask)
+        n, labels = cv2.connectedComponents(lung_mask)
         side = int(rng.integers(1, n)) if n > 1 else 1
         rows = np.where((labels == side).any(axis=1))[0]
         top, bottom = rows.min(), rows.max()

@@ -71,12 +71,13 @@ def _artifact_files(fmt: Format, path: Path) -> list[Path]:
 
 
 def export(model=None, format: str = "onnx", output=None, *, threshold: float = 0.5, check: bool = True,
-           parity_images=None, parity_sizes=None, **options) -> ExportResult:
+           parity_images=None, parity_sizes=None, extent: str = "visible", **options) -> ExportResult:
     """Export a lungseg model and check it against the eager model.
 
     ``model``: a weights file (None: the shipped default weights). ``format``: torchscript,
     onnx or trt (aliases tensorrt, engine). ``output``: the artifact's path, whose suffix
-    must fit the format. ``options``: :class:`ExportOptions` fields (opset, fp16, device,
+    must fit the format. ``extent``: which of the model's mask conventions the graph
+    outputs (``visible`` or ``full``; recorded in the metadata). ``options``: :class:`ExportOptions` fields (opset, fp16, device,
     min_shape/opt_shape/max_shape, workspace_gib). ``check``: run the parity check on
     ``parity_images`` (2-D arrays; None: synthetic X-rays) at ``parity_sizes`` (WxH tuples).
     """
@@ -119,8 +120,8 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
         weights = Path(model)
         network, config = load_weights(weights)
         sha = sha256_file(weights)
-    pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold).eval()
-    metadata = build_metadata(fmt.name, config, sha, threshold)
+    pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold, extent).eval()
+    metadata = build_metadata(fmt.name, config, sha, threshold, extent)
     metadata = fmt.exporter(pipeline, path, metadata, opts)
     if opts.int8:
         metadata = _quantize_in_place(path, metadata, opts.calibration)

@@ -8,6 +8,9 @@ dynamic:
 * ``probability`` float32: the lung probability at the input's own size.
 * ``mask`` uint8: 1 where ``probability > threshold``, else 0.
 
+Both outputs follow one mask convention, ``metadata["extent"]`` (``visible``: the lung
+field; ``full``: the full lung extent), chosen at export from the network's outputs.
+
 The metadata is one JSON document: the TorchScript extra file ``lungseg.json``, the ONNX
 ``metadata_props`` key ``lungseg.json`` (plus each top-level key as its own string entry,
 so that C++ can read ``image_size`` without a JSON parser) and the sidecar
@@ -21,6 +24,7 @@ import json
 
 from .. import __version__
 from ..errors import ModelError
+from ..extents import DEFAULT_EXTENT, EXTENTS, check_extent
 from ..preprocess import CLIP, EPS
 
 METADATA_NAME = "lungseg.json"
@@ -34,8 +38,12 @@ INPUTS = {INPUT_NAME: {"dtype": "float32", "shape": SHAPE}}
 OUTPUTS = {"probability": {"dtype": "float32", "shape": SHAPE}, "mask": {"dtype": "uint8", "shape": SHAPE}}
 
 
-def build_metadata(fmt: str, config: dict, weights_sha256: str, threshold: float, **extra) -> dict:
-    """The metadata of one artifact: ``extra`` adds format-specific keys (opset, precision, ...)."""
+def build_metadata(fmt: str, config: dict, weights_sha256: str, threshold: float, extent: str = DEFAULT_EXTENT,
+                   **extra) -> dict:
+    """The metadata of one artifact: ``extra`` adds format-specific keys (opset, precision, ...).
+
+    ``extent``: the mask convention the graph's outputs follow (``visible`` or ``full``).
+    """
     size = int(config.get("image_size", 256))
     model = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "image_size"}
     return {
@@ -46,6 +54,7 @@ def build_metadata(fmt: str, config: dict, weights_sha256: str, threshold: float
         "weights_sha256": weights_sha256,
         "image_size": size,
         "threshold": float(threshold),
+        "extent": check_extent(extent),
         "preprocessing": {
             "resize": "antialiased linear (triangle filter), half-pixel centres, to image_size x image_size",
             "standardize": "per image: (x - mean) / sqrt(var + eps), clipped to +-clip",
@@ -80,4 +89,6 @@ def check_metadata(text, path) -> dict:
     missing = [k for k in ("image_size", "threshold", "inputs", "outputs", "precision") if k not in meta]
     if missing:
         raise ModelError(f"{path}: metadata lacks {', '.join(missing)}")
+    if meta.setdefault("extent", DEFAULT_EXTENT) not in EXTENTS:  # absent: an artifact from before extents
+        raise ModelError(f"{path}: metadata extent {meta['extent']!r} is not one of {', '.join(EXTENTS)}")
     return meta

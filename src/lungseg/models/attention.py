@@ -7,7 +7,8 @@
 * :class:`SemanticGuidance`: predicts a coarse lung logit map from the bottleneck; its
   sigmoid, upsampled to each decoder stage, gates the skip features as
   ``skip * (1 + alpha * p)`` so lung regions get more weight. The coarse map is
-  supervised with the downsampled ground truth during training.
+  supervised with the downsampled ground truth during training. With one coarse map per
+  extent (visible field, full extent) both are supervised and the gate uses their maximum.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ class ChannelAttention(nn.Module):
 class SemanticGuidance(nn.Module):
     """Coarse lung-logit head and the skip gates it drives."""
 
-    def __init__(self, channels: int, n_stages: int):
+    def __init__(self, channels: int, n_stages: int, n_maps: int = 1):
         super().__init__()
         mid = max(channels // 4, 16)
         self.head = nn.Sequential(
             nn.Conv2d(channels, mid, 3, padding=1, bias=False),
             nn.BatchNorm2d(mid),
             nn.ReLU(inplace=True),
-            nn.Conv2d(mid, 1, 1),
+            nn.Conv2d(mid, n_maps, 1),
         )
         self.alpha = nn.Parameter(torch.ones(n_stages))
 
@@ -70,20 +71,20 @@ class SemanticGuidance(nn.Module):
         return self.head(bottleneck)
 
     def gate(self, skip, coarse_logits, stage: int):
-        prior = torch.sigmoid(
-            F.interpolate(coarse_logits, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        )
+        # With one map per extent the gate follows the widest: any kind of lung gets weight.
+        coarse = coarse_logits.amax(dim=1, keepdim=True) if coarse_logits.shape[1] > 1 else coarse_logits
+        prior = torch.sigmoid(F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=False))
         return skip * (1.0 + self.alpha[stage] * prior)
 
 
 class SGA(nn.Module):
     """Bottleneck self-attention (position + channel) and semantic guidance."""
 
-    def __init__(self, channels: int, n_stages: int):
+    def __init__(self, channels: int, n_stages: int, n_maps: int = 1):
         super().__init__()
         self.position = PositionAttention(channels)
         self.channel = ChannelAttention()
-        self.guidance = SemanticGuidance(channels, n_stages)
+        self.guidance = SemanticGuidance(channels, n_stages, n_maps)
 
     def forward(self, bottleneck):
         x = self.position(bottleneck) + self.channel(bottleneck) - bottleneck

@@ -8,6 +8,7 @@ from torch import nn
 
 from .attention import SGA
 from .encoders import ResNetEncoder
+from ..extents import check_extent
 
 ATTENTIONS = ("sga", None)
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -34,17 +35,24 @@ class DecoderBlock(nn.Module):
 class UNet(nn.Module):
     """Lung UNet. Input: preprocessed ``[N, 1, S, S]`` (S divisible by 32). Output: logits.
 
+    One output channel per entry of ``extents`` (see :mod:`lungseg.extents`), e.g.
+    ``("visible", "full")``: the visible lung field and the full lung extent.
+
     In training mode with ``attention="sga"`` the forward returns ``(logits, coarse_logits)``
     so the coarse lung map can be supervised; in eval mode it returns the logits only.
     """
 
     def __init__(self, encoder: str = "resnet18", attention: str | None = "sga",
-                 decoder_channels=DEFAULT_DECODER_CHANNELS, in_channels: int = 1):
+                 decoder_channels=DEFAULT_DECODER_CHANNELS, in_channels: int = 1, extents=("visible",)):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {attention!r}; choose one of {ATTENTIONS}")
+        extents = [check_extent(e, "model extents") for e in extents]
+        if not extents or len(set(extents)) != len(extents):
+            raise ValueError(f"model extents must be distinct and not empty, got {extents}")
         self.config = {"encoder": encoder, "attention": attention,
-                       "decoder_channels": list(decoder_channels), "in_channels": in_channels}
+                       "decoder_channels": list(decoder_channels), "in_channels": in_channels,
+                       "extents": extents}
         self.encoder = ResNetEncoder(encoder, in_channels)
         enc = self.encoder.out_channels  # strides 1, 2, 4, 8, 16, 32
         skips = enc[:-1][::-1]  # strides 16, 8, 4, 2, 1
@@ -52,8 +60,8 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(
             DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, decoder_channels)
         )
-        self.attention = SGA(enc[-1], len(self.decoder)) if attention == "sga" else None
-        self.head = nn.Conv2d(decoder_channels[-1], 1, 3, padding=1)
+        self.attention = SGA(enc[-1], len(self.decoder), len(extents)) if attention == "sga" else None
+        self.head = nn.Conv2d(decoder_channels[-1], len(extents), 3, padding=1)
 
     def forward(self, x: torch.Tensor):
         feats = self.encoder(x)

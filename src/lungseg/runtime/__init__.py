@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..api import BaseSegmenter, Segmenter
-from ..errors import ModelError
+from ..extents import DEFAULT_EXTENT, check_extent
+from ..errors import InputError, ModelError
 from ..export.formats import FORMATS, get_format
 
 WEIGHTS_SUFFIXES = (".pt", ".pth")
@@ -69,20 +70,32 @@ class RuntimeSegmenter(BaseSegmenter):
     """An exported model (TorchScript, ONNX, TensorRT) with :class:`~lungseg.api.Segmenter`'s API.
 
     ``threshold`` None keeps the threshold baked into the graph (``metadata["threshold"]``);
-    another value re-thresholds the graph's probability on the host.
+    another value re-thresholds the graph's probability on the host. An artifact holds one
+    extent (``metadata["extent"]``, chosen at export); asking for the other is an InputError.
     """
 
-    def __init__(self, backend, threshold: float | None = None, postprocess: bool = True):
+    def __init__(self, backend, threshold: float | None = None, postprocess: bool = True,
+                 extent: str | None = None):
         self.backend = backend
         self.path = backend.path
         self.metadata = backend.metadata
+        self.extent = self.metadata.get("extent", DEFAULT_EXTENT)
+        self.extents = [self.extent]
+        if extent is not None:
+            self._check_extent(extent)
         self.device = backend.device
         self.config = {**self.metadata.get("model", {}), "image_size": self.metadata["image_size"]}
         self._graph_threshold = float(self.metadata["threshold"])
         self.threshold = self._graph_threshold if threshold is None else float(threshold)
         self.postprocess = postprocess
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _check_extent(self, extent: str) -> None:
+        if check_extent(extent) != self.extent:
+            raise InputError(f"{self.path}: exported for the {self.extent!r} extent, not {extent!r}; "
+                             f"export it again with --extent {extent}")
+
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
+        self._check_extent(extent)
         pixels = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
         step = getattr(self.backend, "max_batch", None) or len(pixels)  # a TensorRT profile caps N
         parts = [self.backend(pixels[k:k + step]) for k in range(0, len(pixels), step)]
@@ -97,14 +110,17 @@ class RuntimeSegmenter(BaseSegmenter):
 
 
 def load(path, device: str = "auto", threshold: float | None = None, postprocess: bool = True,
-         threads: int | None = None):
+         threads: int | None = None, extent: str | None = None):
     """Load any lungseg model file: weights (eager torch), TorchScript, ONNX or a TensorRT engine.
 
     ``threads``: CPU threads for ONNX Runtime (per session) or torch (per process); None: the default.
+    ``extent``: the default mask convention (None: ``visible`` for weights, the artifact's own
+    for exported models, which hold the one extent they were exported with).
     """
     if model_kind(path) == "weights":
         if threads:
             torch.set_num_threads(int(threads))
         return Segmenter(path, device=device, threshold=0.5 if threshold is None else threshold,
-                         postprocess=postprocess)
-    return RuntimeSegmenter(open_backend(path, device, threads), threshold=threshold, postprocess=postprocess)
+                         postprocess=postprocess, extent=extent or DEFAULT_EXTENT)
+    return RuntimeSegmenter(open_backend(path, device, threads), threshold=threshold, postprocess=postprocess,
+                            extent=extent)

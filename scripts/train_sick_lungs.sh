@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The sick-lung training runs of docs/MODEL_CARD.md, in order, each resumable: run it again
+# after a kill and every run continues from its last.pt (a finished run is skipped).
+#   default2x : the shipped two-extent model (visible + full outputs), fine-tuned from the
+#               one-extent TB weights on all four sets, each set a quarter of every epoch
+#   merge1x   : the naive baseline: the same budget with one output and both conventions merged
+#   abl-*     : SGA vs no attention from scratch at 128 px, 2 seeds per arm, on the same mix
+# Usage: scripts/train_sick_lungs.sh [DATA_ROOT (default ../shared/data)] [RUN ... (default all)]
+# Runs unchanged on CUDA (--device auto takes the GPU; --amp auto takes bf16 there too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data}
+shift || true
+RUNS=("$@")
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(default2x merge1x abl-sga-s0 abl-none-s0 abl-sga-s1 abl-none-s1)
+SETS=(--data "$DATA/montgomery" --data "$DATA/shenzhen" --data "$DATA/covid_gb" --data "$DATA/covid_v7")
+FT=(--image-size 256 --epochs 14 --samples-per-epoch 768 --batch-size 8 --lr 3e-4 --seed 0
+    --init runs/tb_visible.pt)
+ABL=(--image-size 128 --epochs 12 --samples-per-epoch 768 --batch-size 8 --lr 1e-3)
+
+# The one-extent TB model that lungseg 0.1 shipped (visible field only), taken from git history.
+TB_COMMIT=f8637e7
+if [ ! -f runs/tb_visible.pt ]; then
+  mkdir -p runs
+  git show "$TB_COMMIT:src/lungseg/weights/default.pt" > runs/tb_visible.pt.part
+  mv runs/tb_visible.pt.part runs/tb_visible.pt
+fi
+
+run() {  # NAME ARGS...: train into runs/NAME (resuming), then evaluate its best.pt on every test split
+  local name=$1; shift
+  local out=runs/$name
+  if [ ! -f "$out/done" ]; then
+    local resume=()
+    [ -f "$out/last.pt" ] && resume=(--resume)
+    python -m lungseg train "${SETS[@]}" --out "$out" "$@" "${resume[@]}"
+    touch "$out/done"
+  fi
+  if [ ! -f "$out/eval_visible.json" ]; then
+    python -m lungseg evaluate "$DATA/montgomery" "$DATA/shenzhen" --split test --model "$out/best.pt" \
+      --json "$out/eval_visible.json" > /dev/null
+  fi
+  if [ ! -f "$out/eval_full.json" ]; then
+    python -m lungseg evaluate "$DATA/covid_gb" "$DATA/covid_v7" --split test --extent full \
+      --model "$out/best.pt" --json "$out/eval_full.json" > /dev/null
+  fi
+}
+
+for r in "${RUNS[@]}"; do
+  case $r in
+    default2x) run default2x "${FT[@]}" --extents visible,full ;;
+    merge1x) run merge1x "${FT[@]}" --extents visible ;;
+    abl-sga-s*) run "$r" "${ABL[@]}" --attention sga --seed "${r##*-s}" ;;
+    abl-none-s*) run "$r" "${ABL[@]}" --attention none --seed "${r##*-s}" ;;
+    *) echo "unknown run $r" >&2; exit 2 ;;
+  esac
+done
