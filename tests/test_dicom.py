@@ -1,5 +1,6 @@
 """DICOM reading: modality and VOI transforms, MONOCHROME1, spacing, refusals, missing extras."""
 
+import struct
 import sys
 
 import numpy as np
@@ -149,3 +150,87 @@ def test_monochrome1_and_monochrome2_give_the_same_mask(tmp_path, tiny_weights, 
     a, b = seg.segment(mono2), seg.segment(mono1)
     assert np.array_equal(a, b)
     assert not np.array_equal(seg.segment(4095 - pixels), a) or a.all() or not a.any()
+
+
+# ---- compressed frames: their own size must be Rows x Columns, read before decoding (issue 12) ----
+
+def _encapsulated(path, pixels, frame: bytes, syntax, rows=None, cols=None):
+    """A DICOM holding ``frame`` as its one encapsulated frame under ``syntax``, with Rows/Columns given."""
+    from pydicom.encaps import encapsulate
+
+    write_dicom(path, pixels)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.Rows, ds.Columns = rows or pixels.shape[0], cols or pixels.shape[1]
+    ds.save_as(path)
+    return path
+
+
+def _jpeg_frame_header(width, height, sof=0xC0):
+    return (b"\xff\xd8\xff" + bytes([sof]) + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+            + b"\xff\xda" + b"\x00" * 64 + b"\xff\xd9")
+
+
+def _j2k_codestream_header(width, height):
+    return b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIII", 41, 0, width, height, 0, 0, width, height, 0, 0) + bytes(64)
+
+
+def test_compressed_frame_larger_than_rows_and_columns_is_refused_before_decoding(tmp_path, monkeypatch):
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+    small = np.zeros((512, 512), np.uint8)
+    small[0, 0] = 1
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(lambda self: pytest.fail("decoded")))
+    cases = {"jpeg.dcm": (_jpeg_frame_header(10_500, 10_000), JPEGBaseline8Bit),
+             "j2k.dcm": (_j2k_codestream_header(10_500, 10_000), JPEG2000Lossless)}
+    for name, (frame, syntax) in cases.items():
+        path = _encapsulated(tmp_path / name, small, frame, syntax)
+        with pytest.raises(InputError, match=rf"{name}: the compressed frame is 10500x10000 pixels, "
+                                             r"but Rows/Columns say 512x512"):
+            io.load_any(path)
+
+
+def test_compressed_frame_of_unreadable_size_is_refused(tmp_path, monkeypatch):
+    from pydicom.uid import JPEGBaseline8Bit
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(lambda self: pytest.fail("decoded")))
+    path = _encapsulated(tmp_path / "x.dcm", np.zeros((64, 64), np.uint8), b"\x00" * 64, JPEGBaseline8Bit)
+    with pytest.raises(InputError, match=r"x\.dcm: the size of the JPEG Baseline .* frame cannot be read"):
+        io.load_any(path)
+
+
+def test_compressed_frames_of_the_right_size_decode(tmp_path):
+    import cv2
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
+
+    img, _ = synthetic_xray(48, 40)
+    for name, ext, syntax, params in (("j.dcm", ".jpg", JPEGBaseline8Bit, [cv2.IMWRITE_JPEG_QUALITY, 95]),
+                                      ("k.dcm", ".jp2", JPEG2000Lossless, [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000])):
+        ok, buf = cv2.imencode(ext, img, params)
+        assert ok
+        path = _encapsulated(tmp_path / name, img, buf.tobytes(), syntax)
+        out = io.load_any(path)
+        assert out.shape == (48, 40) and np.abs(out.astype(int) - img).mean() < 8, name
+
+
+def test_frame_size_reads_jpeg_ls_and_jp2_boxes():
+    from lungseg.imageheader import frame_size
+
+    assert frame_size(_jpeg_frame_header(300, 200, sof=0xF7), "1.2.840.10008.1.2.4.80") == (300, 200)
+    jp2 = (b"\x00\x00\x00\x0cjP  \r\n\x87\n" + struct.pack(">I4s", 20, b"ftyp") + b"jp2 \x00\x00\x00\x00jp2 "
+           + struct.pack(">I4s", 8 + 60, b"jp2c") + _j2k_codestream_header(300, 200)[:60])
+    assert frame_size(jp2, "1.2.840.10008.1.2.4.90") == (300, 200)
+    assert frame_size(b"\xff\xd8\xff\xd9", "1.2.840.10008.1.2.4.50") is None
+
+
+def test_dicom_reader_does_not_import_lungseg_io():
+    import ast
+    import inspect
+
+    import lungseg.dicom
+
+    tree = ast.parse(inspect.getsource(lungseg.dicom))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    assert "io" not in imported

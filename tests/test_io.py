@@ -1,6 +1,7 @@
 """Reading X-ray files and arrays: formats, the pixel limit, and every bad-input case."""
 
 import os
+import re
 import struct
 import zlib
 
@@ -272,3 +273,242 @@ def test_atomic_write_gives_the_permissions_of_a_plainly_written_file(tmp_path):
     atomic = tmp_path / "atomic.bin"
     io.write_bytes_atomic(atomic, b"x")
     assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+# ---- one header boundary for every format the decoder reads (issue 12) --------------------
+
+HUGE = (10_500, 10_000)  # 105 MP: over the default limit of 100 MP
+
+
+def _tiff_header(width, height, size_type=4, big=False, extra=()):
+    """A TIFF (or BigTIFF) with only an IFD holding the size tags (of ``size_type``) and ``extra``."""
+    fmt = {3: "H", 4: "I", 8: "h", 9: "i", 16: "Q"}[size_type]
+    entries = [(256, size_type, width), (257, size_type, height), *extra]
+    if big:
+        out = b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", len(entries))
+        for tag, typ, value in entries:
+            f = {3: "H", 4: "I", 8: "h", 9: "i", 16: "Q"}[typ]
+            out += struct.pack("<HHQ", tag, typ, 1) + struct.pack("<" + f, value).ljust(8, b"\x00")
+        return out + b"\x00" * 8
+    out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    for tag, typ, value in entries:
+        f = {3: "H", 4: "I", 8: "h", 9: "i"}[typ]
+        out += struct.pack("<HHI", tag, typ, 1) + struct.pack("<" + f, value).ljust(4, b"\x00")
+    return out + b"\x00" * 4
+
+
+def _webp_header(kind, width, height):
+    if kind == "VP8L":
+        bits = (width - 1) | (height - 1) << 14
+        payload = b"\x2f" + struct.pack("<I", bits) + b"\x00" * 32
+    elif kind == "VP8 ":
+        payload = b"\x10\x13\x00\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\x00" * 32
+    else:
+        payload = b"\x10\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    chunk = kind.encode() + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+_HUGE_HEADERS = {
+    "webp-lossless": _webp_header("VP8L", *HUGE),
+    "webp-lossy": _webp_header("VP8 ", *HUGE),
+    "webp-extended": _webp_header("VP8X", *HUGE),
+    "pgm": b"P5\n# a comment\n10500 10000\n65535\n" + b"\x00" * 64,
+    "pbm": b"P4 10500\t10000\n" + b"\x00" * 64,
+    "ppm-ascii": b"P3\n10500 10000\n255\n0 0 0\n",
+    "pfm": b"Pf\n10500 10000\n-1.0\n" + b"\x00" * 64,
+    "tiff-short": _tiff_header(*HUGE, size_type=3),
+    "tiff-long": _tiff_header(*HUGE, size_type=4),
+    "tiff-slong": _tiff_header(*HUGE, size_type=9),
+    "tiff-sshort": _tiff_header(*HUGE, size_type=8),
+    "bigtiff-long8": _tiff_header(*HUGE, size_type=16, big=True),
+    "bigtiff-slong": _tiff_header(*HUGE, size_type=9, big=True),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_HUGE_HEADERS))
+def test_pixel_limit_is_checked_from_every_accepted_header_whatever_the_suffix(tmp_path, monkeypatch, kind):
+    import tracemalloc
+
+    path = tmp_path / "huge.png"  # the suffix lies: the content decides
+    path.write_bytes(_HUGE_HEADERS[kind])
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: decoded.append(1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"huge\.png: 10500x10000 = 105000000 pixels exceeds the limit"):
+            io.load_any(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not decoded and peak < 1 << 20
+
+
+def _encoded(ext, image, *params):
+    ok, buf = cv2.imencode(ext, image, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def test_formats_the_decoder_reads_but_whose_header_is_not_read_are_refused_before_decoding(tmp_path, monkeypatch):
+    img, _ = synthetic_xray(64, 64)
+    contents = {
+        "JPEG 2000": [_encoded(".jp2", img), b"\xff\x4f\xff\x51" + b"\x00" * 60],
+        "Radiance HDR": [_encoded(".hdr", np.dstack([img.astype(np.float32)] * 3))],
+        "AVIF/HEIF": [b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 40],
+        "GIF": [b"GIF89a" + struct.pack("<HH", *HUGE) + b"\x00" * 40],
+        "OpenEXR": [b"\x76\x2f\x31\x01" + b"\x00" * 60],
+        "JPEG XL": [b"\xff\x0a" + b"\x00" * 60],
+        "PAM": [b"P7\nWIDTH 10500\nHEIGHT 10000\nDEPTH 1\nMAXVAL 255\nENDHDR\n"],
+    }
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: decoded.append(1))
+    for fmt, blobs in contents.items():
+        for i, blob in enumerate(blobs):
+            path = tmp_path / f"x{i}.png"
+            path.write_bytes(blob)
+            with pytest.raises(InputError, match=rf"x{i}\.png: {re.escape(fmt)} images are not supported"):
+                io.load_any(path)
+    assert not decoded
+
+
+def test_unreadable_headers_of_accepted_formats_are_refused(tmp_path):
+    cases = {
+        "dup.tif": _tiff_header(100, 100, extra=[(256, 4, 20_000)]),  # two ImageWidth entries
+        "neg.tif": _tiff_header(-5, 100, size_type=9),
+        "tile.tif": _tiff_header(64, 64, extra=[(322, 4, 32768), (323, 4, 32768)]),  # 1 GP tiles
+        "nosize.webp": b"RIFF\x20\x00\x00\x00WEBPVP8 " + b"\x00" * 40,
+        "bad.pgm": b"P5\n10500x10000\n255\n" + b"\x00" * 40,
+        "dnl.jpg": b"\xff\xd8\xff\xc0\x00\x0b\x08\x00\x00\x00\x40\x01\x01\x11\x00\xff\xda" + b"\x00" * 40 + b"\xff\xd9",
+    }
+    for name, blob in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(InputError, match=rf"{re.escape(name)}: truncated or corrupt \w+ file"):
+            io.load_any(tmp_path / name)
+
+
+def test_webp_and_pnm_files_read_with_their_header_sizes(tmp_path):
+    img, _ = synthetic_xray(37, 53)
+    files = {"l.webp": _encoded(".webp", img, cv2.IMWRITE_WEBP_QUALITY, 101),
+             "y.webp": _encoded(".webp", img, cv2.IMWRITE_WEBP_QUALITY, 90),
+             "g.pgm": _encoded(".pgm", img), "p.ppm": _encoded(".ppm", np.dstack([img] * 3)),
+             "f.pfm": _encoded(".pfm", np.dstack([img.astype(np.float32) / 255] * 3))}
+    for name, blob in files.items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        with open(path, "rb") as f:
+            assert image_size(f) == (53, 37), name
+        out = io.load_any(path).astype(np.float64)
+        top = 1.0 if name.endswith(".pfm") else 255.0
+        assert out.shape == (37, 53) and np.abs(out / top - img / 255.0).mean() < 0.03, name
+    with open(tmp_path / "big.tif", "wb") as f:
+        f.write(_tiff_header(4020, 4892, size_type=16, big=True))
+    with open(tmp_path / "big.tif", "rb") as f:
+        assert image_size(f) == (4020, 4892)
+
+
+# ---- orientation ---------------------------------------------------------------------------
+
+_DISPLAYED = {1: lambda a: a, 2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud, 5: lambda a: a.T,
+              6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).T, 8: lambda a: np.rot90(a, 1)}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_exif_orientation_is_applied(tmp_path, orientation):
+    from PIL import ImageOps
+
+    img, _ = synthetic_xray(40, 64)
+    img[:8, :16] = 255  # a corner mark
+    exif = PIL.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.jpg"
+    PIL.fromarray(img).save(path, "JPEG", exif=exif.tobytes(), quality=100)
+    with open(path, "rb") as f:
+        assert io.imageheader.read_header(f).orientation == orientation
+    out = io.load_any(path)
+    shown = np.asarray(ImageOps.exif_transpose(PIL.open(path)))
+    assert out.shape == shown.shape == _DISPLAYED[orientation](img).shape
+    assert np.abs(out.astype(int) - shown).max() <= 3
+    assert np.abs(out.astype(int) - _DISPLAYED[orientation](img)).mean() < 2
+
+
+def _plain_tiff(img, orientation):
+    """An uncompressed 8-bit gray TIFF with an Orientation tag."""
+    h, w = img.shape
+    entries = [(256, 4, w), (257, 4, h), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+               (274, 3, orientation), (277, 3, 1), (278, 4, h), (279, 4, h * w)]
+    start = 8 + 2 + 12 * len(entries) + 4
+    out = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    for tag, typ, value in entries:
+        value = start if tag == 273 else value
+        out += struct.pack("<HHI", tag, typ, 1) + struct.pack("<" + ("H" if typ == 3 else "I"), value).ljust(4, b"\0")
+    return out + b"\x00" * 4 + img.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_applied_once(tmp_path, orientation):
+    img = np.arange(40 * 64, dtype=np.uint32).reshape(40, 64).astype(np.uint8)
+    path = tmp_path / "o.tif"
+    path.write_bytes(_plain_tiff(img, orientation))
+    assert np.array_equal(io.load_any(path), _DISPLAYED[orientation](img))
+
+
+def test_mask_of_a_rotated_jpeg_is_in_displayed_orientation(tmp_path, tiny_weights):
+    from lungseg.api import Segmenter
+
+    img, _ = synthetic_xray(48, 80)
+    exif = PIL.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "r.jpg"
+    PIL.fromarray(img).save(path, "JPEG", exif=exif.tobytes(), quality=100)
+    assert Segmenter(tiny_weights, device="cpu").segment(path).shape == (80, 48)
+
+
+# ---- corrupt JPEG data, complex arrays, bytes, extreme values ------------------------------
+
+def test_truncated_jpeg_with_an_end_marker_appended_is_refused(tmp_path, capfd):
+    img = (np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8)
+    data = _write(tmp_path / "full.jpg", img).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 2] + b"\xff\xd9")
+    with pytest.raises(InputError, match=r"cut\.jpg: truncated or corrupt JPEG data \(Corrupt JPEG data: premature"):
+        io.load_any(tmp_path / "cut.jpg")
+    assert io.load_any(tmp_path / "full.jpg").shape == (128, 128)
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 8, 1), (8, 8, 3), (8, 8, 4)])
+def test_complex_arrays_are_refused_whatever_their_shape(shape):
+    arr = (np.arange(np.prod(shape)).reshape(shape) + 1j).astype(np.complex64)
+    with pytest.raises(InputError, match=r"<array>: complex pixel values \(complex64\)"):
+        io.load_any(arr)
+    with pytest.raises(InputError, match="complex pixel values"):
+        io.to_grayscale(arr)
+
+
+@pytest.mark.parametrize("value", [b"/tmp/x.png", bytearray(b"\x89PNG\r\n\x1a\n"), memoryview(b"abc")])
+def test_bytes_are_refused_with_a_clear_message(value):
+    with pytest.raises(InputError, match=r"<bytes>: a (bytes|bytearray|memoryview) object is not an image; pass a path"):
+        io.load_any(value)
+
+
+@pytest.mark.parametrize("dtype,shift", [(np.int64, 50), (np.uint64, 55), (np.uint64, 56), (np.int32, 23),
+                                         (np.uint32, 24)])
+def test_colour_conversion_keeps_wide_integer_magnitudes(dtype, shift):
+    img, _ = synthetic_xray(20, 24)
+    wide = img.astype(dtype) << dtype(shift)
+    gray = io.load_any(np.dstack([wide] * 3))
+    assert gray.dtype == dtype
+    assert np.allclose(gray.astype(np.float64), img.astype(np.float64) * 2.0 ** shift, rtol=1e-6, atol=2.0 ** shift)
+    top = np.full((4, 4, 3), np.iinfo(dtype).max, dtype)
+    top[0, 0] = 0
+    assert io.to_grayscale(top)[1, 1] >= np.iinfo(dtype).max // 2  # no wrap-around at the top of the range
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-40, 1e-12, 1e30, 1e38, 1e300])
+def test_finite_floats_of_any_scale_are_accepted_and_fit_float32(scale):
+    img, _ = synthetic_xray(20, 24)
+    out = io.load_any(img.astype(np.float64) * scale)
+    as32 = out.astype(np.float32)
+    assert np.isfinite(as32).all() and as32.max() > 0
+    ratio = out / img.clip(1)
+    assert np.allclose(ratio[img > 10], ratio[img > 10].flat[0], rtol=1e-6)

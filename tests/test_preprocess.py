@@ -169,3 +169,72 @@ def test_postprocess_returns_input_size():
     prob, mask = Postprocess(0.5)(torch.randn(2, 1, 16, 16), 50, 70)
     assert prob.shape == mask.shape == (2, 1, 50, 70) and mask.dtype == torch.uint8
     assert torch.equal(mask, (prob > 0.5).to(torch.uint8))
+
+
+# --- standardisation at extreme intensity scales (issue 12) ---------------------------------------
+
+def _former_standardize(x: torch.Tensor) -> torch.Tensor:
+    """The standardisation the shipped weights were trained with, in float64 (no overflow there)."""
+    x = x.to(torch.float64)
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = torch.sqrt(((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True) + 1e-6)
+    return torch.clamp((x - mean) / std, -preprocess.CLIP, preprocess.CLIP).to(torch.float32)
+
+
+def _xray(dtype):
+    from conftest import synthetic_xray
+
+    return torch.from_numpy(synthetic_xray(300, 240, dtype=dtype)[0].astype(np.int64))[None, None]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_network_input_of_ordinary_images_is_unchanged(dtype):
+    x = _xray(dtype)
+    resized = resize_antialiased(x.to(torch.float32), (64, 64))
+    assert (Preprocess(64)(x) - _former_standardize(resized)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-9, 1e-6, 1e-3, 1e3, 1e15, 1e20, 1e30])
+def test_network_input_does_not_depend_on_the_intensity_scale(scale):
+    x = _xray(np.uint8).to(torch.float64)
+    ref = Preprocess(64)(x)
+    got = Preprocess(64)(x * scale)  # Preprocess casts to float32 itself, as the exported graphs do
+    assert torch.isfinite(got).all() and (got - ref).abs().max() < 1e-4
+
+
+def test_all_zero_and_constant_images_give_finite_near_zero_input():
+    assert torch.equal(Preprocess(16)(torch.zeros(1, 1, 300, 200)), torch.zeros(1, 1, 16, 16))
+    for value in (1e-30, 7.0, 65535.0, 1e30, 3e38):
+        x = Preprocess(64)(torch.full((1, 1, 333, 340), value))  # only the resize's rounding noise is left
+        assert torch.isfinite(x).all() and x.abs().max() < 0.5, value
+
+
+def _scaled_inputs():
+    from conftest import synthetic_xray
+
+    img = synthetic_xray(96, 80, seed=3)[0]
+    cases = {f"float x{s:g}": img.astype(np.float64) * s for s in (1e-12, 1e-9, 1e-6, 1e-3, 1e6, 1e15, 1e20, 1e30,
+                                                                   1e100, 1e300)}
+    cases["float32 x1e30"] = img.astype(np.float32) * np.float32(1e30)
+    cases["int64 x2^50"] = img.astype(np.int64) << 50
+    cases["int64 x2^54"] = img.astype(np.int64) << 54
+    cases["uint64 x2^55"] = img.astype(np.uint64) << np.uint64(55)
+    cases["uint64 x2^56 rgb"] = np.dstack([img.astype(np.uint64) << np.uint64(56)] * 3)
+    return img, cases
+
+
+def test_mask_does_not_depend_on_the_intensity_scale(tiny_weights):
+    from lungseg.api import Segmenter
+
+    img, cases = _scaled_inputs()
+    seg = Segmenter(tiny_weights, device="cpu")
+    ref = seg.probability(img)
+    threshold = float(np.median(ref))  # the untrained model: a threshold inside its range gives a real mask
+    mask = seg.segment(img, threshold=threshold, postprocess=False)
+    assert 0 < mask.mean() < 1
+    certain = np.abs(ref - threshold) > 1e-4
+    for name, arr in cases.items():
+        prob = seg.probability(arr)
+        assert np.abs(prob - ref).max() < 1e-4, name
+        got = seg.segment(arr, threshold=threshold, postprocess=False)
+        assert np.array_equal(got[certain], mask[certain]), name

@@ -4,7 +4,9 @@
 the modality transform (rescale slope/intercept or modality LUT) and the VOI transform
 (VOI LUT, else window centre/width) where the file has them, and the pixel spacing.
 Multi-frame and colour files are refused; compressed pixel data that no installed
-pydicom plugin can decode gives an error naming the plugin to install.
+pydicom plugin can decode gives an error naming the plugin to install. The size limit and
+the frame size of compressed pixel data (read from its JPEG / JPEG-LS / JPEG 2000 header,
+which must match Rows and Columns) are checked by :mod:`lungseg.imageheader` before decoding.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import imageheader
 from .errors import InputError, MissingExtraError
 
 # pip packages that decode each compressed transfer syntax (see pydicom's decoder plugins).
@@ -59,10 +62,7 @@ def _pydicom():
 def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
     """Read a single-frame grayscale DICOM file; every problem raises :class:`InputError`."""
     pydicom = _pydicom()
-    from .io import MAX_PIXELS
-
     path = Path(path)
-    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     ds = _open(pydicom, path)
     _check_pixel_module(ds, path, max_pixels)
     stored = _decode(pydicom, ds, path)
@@ -92,7 +92,7 @@ def _open(pydicom, path: Path):
         raise InputError(f"{path}: not a DICOM file") from e
 
 
-def _check_pixel_module(ds, path: Path, max_pixels: int) -> None:
+def _check_pixel_module(ds, path: Path, max_pixels: int | None) -> None:
     if "PixelData" not in ds:
         raise InputError(f"{path}: DICOM file without pixel data (truncated, or not an image)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -104,10 +104,26 @@ def _check_pixel_module(ds, path: Path, max_pixels: int) -> None:
         raise InputError(f"{path}: colour DICOM (Photometric Interpretation {photometric or 'missing'}, "
                          f"{samples} samples per pixel); only grayscale (MONOCHROME1/2) X-rays are supported")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    if rows == 0 or cols == 0:
-        raise InputError(f"{path}: zero-size image ({cols}x{rows})")
-    if rows * cols > max_pixels:
-        raise InputError(f"{path}: {cols}x{rows} = {rows * cols} pixels exceeds the limit of {max_pixels}")
+    imageheader.check_size(str(path), cols, rows, max_pixels)
+
+
+def _check_frame(ds, syntax, path: Path) -> None:
+    """The encapsulated frame's own size (from its codestream header) must be Rows x Columns."""
+    from pydicom.encaps import generate_frames
+
+    if str(syntax) in imageheader.DICOM_SIZE_FROM_ATTRIBUTES:
+        return
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as e:  # no items, truncated item, bad tags
+        raise InputError(f"{path}: cannot read the encapsulated pixel data ({type(e).__name__}: {e})") from e
+    size = imageheader.frame_size(frame, str(syntax))
+    if size is None:
+        raise InputError(f"{path}: the size of the {syntax.name} frame cannot be read from its header")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if size != (cols, rows):
+        raise InputError(f"{path}: the compressed frame is {size[0]}x{size[1]} pixels, but Rows/Columns "
+                         f"say {cols}x{rows}")
 
 
 def _decode(pydicom, ds, path: Path) -> np.ndarray:
@@ -123,12 +139,14 @@ def _decode(pydicom, ds, path: Path) -> np.ndarray:
             plugin = _PLUGINS.get(str(syntax), "a pydicom decoder plugin (pylibjpeg or python-gdcm)")
             raise InputError(f"{path}: pixel data compressed as {syntax.name}; no installed decoder can read it: "
                              f"pip install {plugin}")
+        _check_frame(ds, syntax, path)
     try:
         arr = ds.pixel_array
     except Exception as e:  # truncated pixel data, corrupt codestream, inconsistent attributes
         raise InputError(f"{path}: cannot decode the DICOM pixel data ({type(e).__name__}: {e})") from e
-    if arr.ndim != 2:
-        raise InputError(f"{path}: DICOM pixel array of shape {arr.shape}; expected one grayscale frame")
+    if arr.ndim != 2 or arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise InputError(f"{path}: DICOM pixel array of shape {arr.shape}; expected one grayscale frame "
+                         f"of {int(ds.Rows)}x{int(ds.Columns)} (Rows x Columns)")
     return arr
 
 

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_SIZE = 256
-EPS = 1e-6
+EPS = 1e-10  # added to the variance of the image divided by its largest |value| (relative, scale-free)
+_TINY = 1.17549435e-38  # float32's smallest normal number: the divisor of an all-zero image
 CLIP = 6.0
 GROUP = 16  # outputs per band: larger groups mean fewer products but more rows read twice
 
@@ -167,7 +168,15 @@ def resize_antialiased(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
-    """Per-image zero mean, unit variance, clipped to +-CLIP standard deviations."""
+    """Per-image zero mean, unit variance, clipped to +-CLIP standard deviations.
+
+    Each image is first divided by its own largest ``|value|``, so the mean and the variance
+    are computed on values in [-1, 1]: no overflow for huge values (float32 squares would
+    reach inf from about 1e19) and no underflow or EPS domination for tiny ones. The result
+    is the same for the image times any positive factor.
+    """
+    peak = torch.clamp(x.abs().amax(dim=(-2, -1), keepdim=True), min=_TINY)
+    x = x / peak
     mean = x.mean(dim=(-2, -1), keepdim=True)
     std = torch.sqrt(((x - mean) ** 2).mean(dim=(-2, -1), keepdim=True) + EPS)
     return torch.clamp((x - mean) / std, -CLIP, CLIP)
