@@ -132,6 +132,36 @@ def test_top_level_segment_uses_the_cached_default(default_weights_from, tiny_we
     assert api._cached_segmenter.cache_info().misses == 1  # the model was loaded once
 
 
+def test_threads_asking_at_once_load_the_default_model_once(monkeypatch):
+    import threading
+    import time
+
+    made, start = [], threading.Barrier(4)
+
+    class Slow:
+        def __init__(self, device):
+            made.append(device)
+            time.sleep(0.2)  # a model load: long enough for the other threads to arrive meanwhile
+
+    monkeypatch.setattr(api, "Segmenter", Slow)
+    api._cached_segmenter.cache_clear()
+    got = []
+
+    def ask():
+        start.wait()
+        got.append(api._cached_segmenter("cpu"))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        api._cached_segmenter.cache_clear()
+    assert made == ["cpu"] and len(got) == 4 and all(g is got[0] for g in got)
+
+
 def test_default_weights_are_checked_against_their_sha256(default_weights_from, tiny_weights, image):
     default_weights_from(tiny_weights, sha="0" * 64)
     with pytest.raises(ModelError, match="does not match"):
@@ -155,6 +185,42 @@ def test_measure_areas_ratio_and_mm2():
     assert m["right_mm2"] == pytest.approx(45.0) and m["total_mm2"] == pytest.approx(75.0)
     assert "total_mm2" not in lungseg.measure(mask)
     assert lungseg.measure(np.zeros((5, 5), np.uint8))["right_left_ratio"] is None
+
+
+def _two_lungs():
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 5:20] = 1  # image left = the patient's right: 450 px
+    mask[5:25, 40:55] = 1  # image right = the patient's left: 300 px
+    return mask
+
+
+def test_measure_reads_01_0255_and_bool_masks_and_labels():
+    mask = _two_lungs()
+    expected = (450, 300)
+    labels = mask.copy()
+    labels[:, 30:] *= 2
+    for given in (mask, mask * np.uint8(255), mask.astype(bool), mask.astype(np.float32), labels,
+                  np.array([0, 128, 255], np.uint8)[labels]):
+        m = lungseg.measure(given)
+        assert (m["right_px"], m["left_px"]) == expected, given.dtype
+    only_right = mask.copy()
+    only_right[:, 30:] = 0
+    assert lungseg.measure(only_right * 2, labels=True)["left_px"] == 450  # label 2 wherever it lies
+    assert lungseg.measure(mask, labels=True)["right_px"] == 750  # told: all label 1
+    with pytest.raises(InputError, match="expected a 0/1, 0/255 or bool mask"):
+        lungseg.measure(labels, labels=False)
+    for bad in (mask * 7, mask.astype(np.float32) * 0.5, np.full((4, 4), np.nan, np.float32)):
+        with pytest.raises(InputError, match="mask"):
+            lungseg.measure(bad)
+    with pytest.raises(InputError, match="label values"):
+        lungseg.measure(mask * 7, labels=True)
+
+
+@pytest.mark.parametrize("spacing", [0, -0.5, (0.5, 0.0), (0.5, -1), float("nan"), (0.5, float("inf")),
+                                     (1, 2, 3), "abc"])
+def test_measure_refuses_bad_spacing(spacing):
+    with pytest.raises(InputError, match="spacing"):
+        lungseg.measure(_two_lungs(), spacing=spacing)
 
 
 # ---- real X-rays with the shipped weights ----------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +143,23 @@ class Segmenter(BaseSegmenter):
         return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
 
 
+def _serialised(cached):
+    """``cached`` (an ``lru_cache`` function) behind a lock: threads calling at once load the model once."""
+    lock = threading.Lock()
+
+    @functools.wraps(cached)
+    def call(*args):
+        with lock:
+            return cached(*args)
+
+    call.cache_clear, call.cache_info = cached.cache_clear, cached.cache_info
+    return call
+
+
+@_serialised
 @functools.lru_cache(maxsize=4)
 def _cached_segmenter(device: str) -> Segmenter:
+    """The default-weights Segmenter of ``device``, made once (also when threads ask at the same time)."""
     return Segmenter(device=device)
 
 
@@ -165,6 +181,11 @@ def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess:
                                              extent=extent)
 
 
-def measure(mask_or_labels, spacing=None) -> dict:
-    """Lung areas per lung and in total (pixels; mm^2 with ``spacing``), right/left ratio."""
-    return post.measure(mask_or_labels, spacing)
+def measure(mask_or_labels, spacing=None, *, labels: bool | None = None) -> dict:
+    """Lung areas per lung and in total (pixels; mm^2 with ``spacing``), right/left ratio.
+
+    Takes a 0/1, 0/255 or bool mask, or 0/1/2 labels (``labels=True`` says which; None tells
+    from the values); ``spacing`` (mm, one number or (row, column)) must be positive. See
+    :func:`lungseg.postprocess.measure`.
+    """
+    return post.measure(mask_or_labels, spacing, labels=labels)

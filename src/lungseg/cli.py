@@ -105,7 +105,10 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Output folder for masks, overlays and report.csv (created if missing).")
 @click.option("--labels", is_flag=True,
-              help="Write 0/1/2 labels (1 = patient's right lung, on the image's left) instead of 0/255 masks.")
+              help="Write 0/1/2 labels (1 = patient's right lung, on the image's left) instead of 0/255 masks; "
+                   "these look black in an image viewer (see --labels-visible).")
+@click.option("--labels-visible", is_flag=True,
+              help="Write the labels as 0/128/255 (128 = patient's right lung, 255 = left), visible in a viewer.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png: the X-ray with the lungs in colour.")
 @click.option("--model", default=None, type=click.Path(),
               help="Weights file or exported model (see lungseg.load); default: the shipped weights.")
@@ -115,44 +118,76 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="Threads decoding the next images while the network runs (0: none).")
 @click.option("--allow-input-folder", is_flag=True,
-              help="Allow OUT inside an input folder (inputs are never overwritten even then).")
+              help="Allow OUT inside (or equal to) an input folder; inputs are never overwritten even then, "
+                   "and the outputs an earlier run lists in OUT/report.csv are not read as inputs.")
 @click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
               help="visible: the lung field (heart shadow left out); full: the full lung extent, lung behind the heart included.")
-def segment(inputs, out_dir, labels, overlay, model, device, batch_size, workers, allow_input_folder, extent):
+def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, batch_size, workers, allow_input_folder,
+            extent):
     """Segment the lungs in X-ray files and folders (PNG, JPEG, TIFF, BMP, DICOM) into OUT.
 
     Folders are searched recursively. Writes OUT/<name>.png per input, OUT/<name>_overlay.png
-    with --overlay, and OUT/report.csv; a bad file is reported and skipped. Exit status 1 when
-    any input failed.
+    with --overlay, and OUT/report.csv (one row per input, written as each finishes); a bad
+    file is reported and skipped. A second run into the same OUT at the same time is
+    refused. Exit status 1 when any input failed, 2 for unusable arguments, 130/143 when
+    interrupted (Ctrl-C/SIGTERM; the report then lists the inputs not done).
     """
     from . import batch
-    from .api import Segmenter
 
     batch.check_output_folder(inputs, out_dir, allow_input_folder)
     found = batch.find_inputs(inputs, out_dir)
     if not found.files:
-        raise InputError("no images or DICOM files found in " + ", ".join(map(str, inputs)))
+        raise InputError("no images or DICOM files found in " + ", ".join(map(batch.quote_name, inputs)))
     jobs = batch.plan_jobs(found, out_dir, overlay)
-    if model is None:
-        segmenter = Segmenter(device=device, extent=extent)
-    else:
-        from .runtime import load
+    with batch.output_folder(out_dir):
+        batch.remove_stale_temps(jobs, out_dir)
+        segmenter = _segmenter(model, device, extent)
+        _quiet_opencv()
+        report = batch.ReportWriter(Path(out_dir) / batch.REPORT_NAME)
+        status = 0
+        try:
+            with batch.sigterm_interrupts():
+                batch.segment_files(segmenter, jobs, out_dir, labels="visible" if labels_visible else labels,
+                                    overlay=overlay, batch_size=batch_size, workers=workers, progress=None,
+                                    report=report)
+        except KeyboardInterrupt as e:
+            status = 143 if isinstance(e, batch.Terminated) else 130
+        finally:
+            report.close()
+            status = max(status, _segment_summary(report.rows, len(jobs), found.ignored, out_dir))
+    sys.exit(status)
 
-        segmenter = load(model, device=device, extent=extent)
-    _quiet_opencv()
-    rows = batch.segment_files(segmenter, jobs, out_dir, labels=labels, overlay=overlay,
-                               batch_size=batch_size, workers=workers, progress=None)
-    failed = [r for r in rows if r["status"] != "ok"]
-    click.echo(f"{len(rows) - len(failed)} of {len(rows)} images segmented into {out_dir} "
-               f"(report: {Path(out_dir) / batch.REPORT_NAME})")
-    if found.ignored:
-        click.echo(f"ignored {len(found.ignored)} file(s) in input folders that are not images or DICOMs "
-                   f"by name, e.g. {found.ignored[0]}")
+
+def _segmenter(model, device: str, extent: str):
+    """The shipped model, or the one at ``model`` (weights or exported), on ``device``."""
+    from .api import Segmenter
+
+    if model is None:
+        return Segmenter(device=device, extent=extent)
+    from .runtime import load
+
+    return load(model, device=device, extent=extent)
+
+
+def _segment_summary(rows: list[dict], total: int, ignored, out_dir) -> int:
+    """Print what ``lungseg segment`` did (also when cut short); returns 1 if an input failed, else 0."""
+    from .batch import REPORT_NAME, quote_name
+
+    done = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    click.echo(f"{len(done)} of {total} images segmented into {quote_name(out_dir)} "
+               f"(report: {quote_name(Path(out_dir) / REPORT_NAME)})")
+    if ignored:
+        click.echo(f"ignored {len(ignored)} file(s) in input folders that are not images or DICOMs "
+                   f"by name, e.g. {quote_name(ignored[0])}")
+    rest = total - len(done) - len(failed)
+    if rest:
+        click.echo(f"interrupted: {rest} image(s) not segmented (status 'interrupted' in the report)", err=True)
     if failed:
         click.echo(f"{len(failed)} failed:", err=True)
         for r in failed:
             click.echo(f"  {r['error']}", err=True)
-        sys.exit(1)
+    return 1 if failed else 0
 
 
 def _quiet_opencv() -> None:

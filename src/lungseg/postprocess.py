@@ -13,6 +13,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .errors import InputError
+
 MIN_COMPONENT_FRACTION = 0.02  # components smaller than 2% of the largest are noise
 
 # Speed on full-size X-rays (4020x4892): a mask is read once, inside the bounding box of its
@@ -206,19 +208,74 @@ def label_lungs(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(mask_or_labels: np.ndarray, spacing=None) -> dict:
+LABEL_VALUES = (0, 1, 2)  # background, patient's right lung, patient's left lung
+VISIBLE_LABEL_VALUES = (0, 128, 255)  # the same labels as ``lungseg segment --labels-visible`` writes them
+
+
+def _values(arr: np.ndarray) -> set:
+    """The distinct values of ``arr`` (a counting pass for 8-bit arrays, else a sort)."""
+    if arr.dtype in (np.uint8, np.bool_):
+        return {int(v) for v in np.flatnonzero(np.bincount(arr.reshape(-1).view(np.uint8), minlength=2))}
+    return {v.item() for v in np.unique(arr)}
+
+
+def _as_labels(arr: np.ndarray, labels: bool | None) -> np.ndarray:
+    """0/1/2 labels from a mask (0/1, 0/255, bool) or from labels (0/1/2, 0/128/255).
+
+    ``labels`` None detects which: values in {0, 1} or {0, 255} (or bool) are a mask, values
+    in {0, 1, 2} or {0, 128, 255} with a 2 or a 128 are labels; anything else is refused.
+    """
+    if arr.ndim != 2:
+        raise InputError(f"mask of shape {arr.shape}; expected a 2-D mask or label image")
+    if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"mask of type {arr.dtype}; expected bool, integer or float")
+    values = _values(arr)
+    if any(v != v for v in values):
+        raise InputError("mask holds NaN values")
+    is_mask = values <= {0, 1} or values <= {0, 255}
+    if labels is None:
+        if not is_mask and not (values <= set(LABEL_VALUES) or values <= set(VISIBLE_LABEL_VALUES)):
+            raise InputError(f"mask values {sorted(values)[:6]} are neither a 0/1 or 0/255 mask nor 0/1/2 "
+                             "(or 0/128/255) labels")
+        labels = not is_mask
+    if not labels:
+        if not (is_mask or arr.dtype == np.bool_):
+            raise InputError(f"mask values {sorted(values)[:6]}: expected a 0/1, 0/255 or bool mask")
+        return label_lungs(arr)
+    if values <= set(LABEL_VALUES):
+        return arr.astype(np.uint8)
+    if values <= set(VISIBLE_LABEL_VALUES):
+        return (arr // 127).astype(np.uint8)  # 128 -> 1, 255 -> 2
+    raise InputError(f"label values {sorted(values)[:6]}: expected 0/1/2 (or 0/128/255) labels")
+
+
+def _pixel_area(spacing) -> float:
+    """mm^2 per pixel from ``spacing`` (one number, or (row, column) in mm), which must be positive and finite."""
+    try:
+        sy, sx = (float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (2,)))
+    except (TypeError, ValueError):
+        raise InputError(f"spacing {spacing!r}: expected one number or (row, column) in mm") from None
+    if not (np.isfinite(sy) and np.isfinite(sx) and sy > 0 and sx > 0):
+        raise InputError(f"spacing {spacing!r}: pixel spacing must be positive and finite (mm)")
+    return sy * sx
+
+
+def measure(mask_or_labels: np.ndarray, spacing=None, *, labels: bool | None = None) -> dict:
     """Lung areas in pixels (and mm^2 where ``spacing`` (row, col) in mm is known).
 
-    A 0/1 mask is labelled first with :func:`label_lungs`. Returns right, left and total
-    areas and the right/left ratio (None where the left lung is empty).
+    Accepts a 0/1, 0/255 or bool mask (labelled first with :func:`label_lungs`) or 0/1/2
+    labels (1 the patient's right lung, 2 the left; 0/128/255 as ``--labels-visible`` writes
+    them). ``labels``: True for labels, False for a mask, None to tell from the values (a
+    labels image holding only label 1 reads as a mask; pass ``labels=True`` for it).
+    ``spacing`` must be positive and finite. Returns right, left and total areas and the
+    right/left ratio (None where the left lung is empty). Other values raise
+    :class:`~lungseg.errors.InputError`.
     """
-    arr = np.asarray(mask_or_labels)
-    labels = arr if arr.max(initial=0) > 1 else label_lungs(arr)
-    right, left = int(np.count_nonzero(labels == 1)), int(np.count_nonzero(labels == 2))
+    px = None if spacing is None else _pixel_area(spacing)
+    lab = _as_labels(np.asarray(mask_or_labels), labels)
+    right, left = int(np.count_nonzero(lab == 1)), int(np.count_nonzero(lab == 2))
     out = {"right_px": right, "left_px": left, "total_px": right + left,
            "right_left_ratio": (right / left) if left else None}
-    if spacing is not None:
-        sy, sx = (float(s) for s in np.broadcast_to(spacing, (2,)))
-        px = sy * sx
+    if px is not None:
         out.update(right_mm2=right * px, left_mm2=left * px, total_mm2=(right + left) * px)
     return out
