@@ -234,3 +234,25 @@ def test_dicom_reader_does_not_import_lungseg_io():
     tree = ast.parse(inspect.getsource(lungseg.dicom))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
     assert "io" not in imported
+
+
+def _deflated(path, pixels):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    write_dicom(path, pixels)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_deflated_data_set_is_bounded_before_pydicom_inflates_it(tmp_path, monkeypatch):
+    small, big = np.zeros((600, 600), np.uint16), np.zeros((1500, 1500), np.uint16)  # 0.7 MB and 4.5 MB inflated
+    small[0, 0] = big[0, 0] = 1
+    ok, bomb = _deflated(tmp_path / "z.dcm", small), _deflated(tmp_path / "b.dcm", big)
+    assert bomb.stat().st_size < 100_000
+    assert read_dicom(ok).pixels.shape == (600, 600)  # within the default limit: read as usual
+    monkeypatch.setattr(io, "MAX_PIXELS", 10_000)  # allows 80 kB + 4 MB inflated
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: pytest.fail("inflated"))
+    with pytest.raises(InputError, match=r"b\.dcm: deflated DICOM data set inflates to more than 4274304 bytes"):
+        io.load_any(bomb)

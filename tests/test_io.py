@@ -512,3 +512,23 @@ def test_finite_floats_of_any_scale_are_accepted_and_fit_float32(scale):
     assert np.isfinite(as32).all() and as32.max() > 0
     ratio = out / img.clip(1)
     assert np.allclose(ratio[img > 10], ratio[img > 10].flat[0], rtol=1e-6)
+
+
+def test_corrupt_jpeg_warnings_are_told_apart_between_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = (np.random.default_rng(1).random((96, 96)) * 255).astype(np.uint8)
+    data = _write(tmp_path / "good.jpg", img).read_bytes()
+    (tmp_path / "bad.jpg").write_bytes(data[:len(data) // 2] + b"\xff\xd9")
+
+    def read(i):
+        name = "bad.jpg" if i % 2 else "good.jpg"
+        try:
+            io.load_any(tmp_path / name)
+            return name, "ok"
+        except InputError:
+            return name, "refused"
+
+    with ThreadPoolExecutor(4) as pool:
+        results = set(pool.map(read, range(40)))
+    assert results == {("good.jpg", "ok"), ("bad.jpg", "refused")}

@@ -11,6 +11,7 @@ which must match Rows and Columns) are checked by :mod:`lungseg.imageheader` bef
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
     """Read a single-frame grayscale DICOM file; every problem raises :class:`InputError`."""
     pydicom = _pydicom()
     path = Path(path)
-    ds = _open(pydicom, path)
+    ds = _open(pydicom, path, max_pixels)
     _check_pixel_module(ds, path, max_pixels)
     stored = _decode(pydicom, ds, path)
     pixels, (lo, hi) = _to_values(ds, stored, path)
@@ -72,11 +73,43 @@ def read_dicom(path, max_pixels: int | None = None) -> DicomImage:
     return DicomImage(pixels, _spacing(ds))
 
 
-def _open(pydicom, path: Path):
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: the whole data set is zlib-compressed
+
+
+def _check_deflated(pydicom, path: Path, max_pixels: int | None) -> None:
+    """pydicom inflates a deflated data set whole, in memory: refuse one that would inflate past
+    8 bytes per pixel of the pixel limit plus 4 MB, counted by inflating in bounded pieces."""
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:
+        return  # no file meta (a bare data set): not deflated
+    if str(meta.get("TransferSyntaxUID", "")) != _DEFLATED:
+        return
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is None:
+        raise InputError(f"{path}: deflated DICOM without a file meta group length")
+    limit = 8 * (imageheader.MAX_PIXELS if max_pixels is None else max_pixels) + (4 << 20)
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(128 + 4 + 12 + int(group_length))  # preamble, 'DICM', (0002,0000) UL, the rest of group 2
+            while total <= limit and (chunk := f.read(1 << 20)):
+                while chunk and total <= limit:
+                    total += len(inflater.decompress(chunk, 1 << 24))
+                    chunk = inflater.unconsumed_tail
+    except zlib.error as e:
+        raise InputError(f"{path}: corrupt deflated DICOM data ({e})") from e
+    if total > limit:
+        raise InputError(f"{path}: deflated DICOM data set inflates to more than {limit} bytes "
+                         "(the pixel limit's worth, lungseg.io.MAX_PIXELS)")
+
+
+def _open(pydicom, path: Path, max_pixels: int | None = None):
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    _check_deflated(pydicom, path, max_pixels)
     try:
         return pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError:
