@@ -77,6 +77,7 @@ def test_trace_and_onnx_export(tmp_path):
     traced = torch.jit.trace(model, x)
     assert torch.allclose(traced(x), model(x), atol=1e-5)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"], opset_version=17,
-                      dynamo=False)
+    pytest.importorskip("onnxscript")  # torch's torch.export-based exporter (the TorchScript one is deprecated)
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["logits"], opset_version=18,
+                      dynamo=True, verbose=False)
     onnx.checker.check_model(onnx.load(str(path)))

@@ -61,3 +61,122 @@ def test_ddp_two_cpu_processes_gloo(synthetic_data, tmp_path):
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2  # one line per epoch: only rank 0 writes
     assert safe_load(out / "last.pt")["epoch"] == 2
+
+
+# --- run folders, resume from the saved config, Ctrl-C, sizes checked up front ---------------
+
+from click.testing import CliRunner  # noqa: E402
+
+from lungseg.cli import main  # noqa: E402
+
+
+def _epochs(run):
+    return [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_fresh_run_into_a_folder_holding_a_run_is_refused_unless_overwrite(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    base = dict(data=[str(synthetic_data)], out=str(run), epochs=1, augment=False, **TINY)
+    train(TrainConfig(**base))
+    with pytest.raises(InputError, match="--resume.*--overwrite"):
+        train(TrainConfig(**base))
+    assert _epochs(run) == [1]
+    train(TrainConfig(**base, overwrite=True))
+    assert _epochs(run) == [1]  # started afresh, not appended to (epochs 1, 1)
+    r = CliRunner().invoke(main, ["train", "--data", str(synthetic_data), "--out", str(run), "--image-size", "32"])
+    assert r.exit_code == 2 and "--resume" in r.output and "--overwrite" in r.output
+
+
+def _cli_train(*args):
+    return CliRunner().invoke(main, ["train", *map(str, args)])
+
+
+def test_cli_resume_takes_the_saved_config(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    r = _cli_train("--data", synthetic_data, "--out", run, "--image-size", "32", "--epochs", "2", "--batch-size", "2",
+                   "--lr", "3e-3", "--seed", "4", "--no-augment", "--device", "cpu", "--extents", "visible",
+                   "--max-steps-per-epoch", "2", "--stop-after-epoch", "1")
+    assert r.exit_code == 0, r.output
+    assert "\r" not in r.output  # no progress bars when stderr is not a terminal
+    assert _epochs(run) == [1]
+    r = _cli_train("--out", run, "--resume")  # nothing else: every option from config.json
+    assert r.exit_code == 0, r.output
+    assert _epochs(run) == [1, 2]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["image_size"] == 32 and saved["lr"] == 3e-3 and saved["seed"] == 4 and not saved["augment"]
+    assert saved["extents"] == ["visible"] and safe_load(run / "last.pt")["epoch"] == 2
+
+
+def test_cli_resume_refuses_a_conflicting_option_in_one_line(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig(data=[str(synthetic_data)], out=str(run), epochs=2, stop_after_epoch=1, **TINY))
+    r = _cli_train("--out", run, "--resume", "--encoder", "resnet34")
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "encoder" in lines[0] and "resnet34" in lines[0], r.output
+    # the same options as saved (what scripts/train_sick_lungs.sh passes) are accepted
+    r = _cli_train("--out", run, "--resume", "--data", synthetic_data, "--image-size", "32", "--batch-size", "2",
+                   "--lr", "3e-3", "--epochs", "2", "--stop-after-epoch", "2")
+    assert r.exit_code == 0, r.output
+    assert _epochs(run) == [1, 2]
+
+
+def test_resume_into_a_missing_folder_does_not_create_it(synthetic_data, tmp_path):
+    run = tmp_path / "missing"
+    r = _cli_train("--data", synthetic_data, "--out", run, "--resume", "--image-size", "32")
+    assert r.exit_code == 2 and "nothing to resume" in r.output, r.output
+    assert not run.exists()
+    r = _cli_train("--out", run, "--resume")
+    assert r.exit_code == 2 and "nothing to resume" in r.output and not run.exists()
+
+
+def test_ctrl_c_says_which_epoch_is_kept_and_how_to_continue(synthetic_data, tmp_path, monkeypatch):
+    import lungseg.train as train_module
+
+    calls = []
+    real = train_module.validation_dice
+
+    def interrupt_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "validation_dice", interrupt_in_epoch_2)
+    run = tmp_path / "run"
+    r = _cli_train("--data", synthetic_data, "--out", run, "--image-size", "32", "--epochs", "3", "--batch-size", "2",
+                   "--max-steps-per-epoch", "1", "--device", "cpu")
+    assert r.exit_code == 130
+    assert "Aborted" not in r.output
+    assert "keeps epoch 1 of 3" in r.output and f"lungseg train --out {run} --resume" in r.output, r.output
+    assert safe_load(run / "last.pt")["epoch"] == 1
+
+
+def test_mask_of_the_wrong_size_is_refused_before_any_step(synthetic_data, tmp_path, monkeypatch):
+    import shutil
+
+    import cv2
+
+    from lungseg.data import SegmentationDataset
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    bad = data / "masks" / "case7.png"  # a val sample: today found only after a whole epoch
+    cv2.imwrite(str(bad), cv2.resize(cv2.imread(str(bad), cv2.IMREAD_UNCHANGED), (80, 96)))
+    loaded = []
+    real = SegmentationDataset.__getitem__
+    monkeypatch.setattr(SegmentationDataset, "__getitem__", lambda self, i: loaded.append(i) or real(self, i))
+    with pytest.raises(InputError, match=r"case7\.png: mask size 80x96 differs from image size 96x96"):
+        train(TrainConfig(data=[str(data)], out=str(tmp_path / "run"), epochs=1, **TINY))
+    assert loaded == []
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_help_documents_options_layouts_and_outputs():
+    r = CliRunner().invoke(main, ["train", "--help"])
+    assert r.exit_code == 0
+    for words in ("index.csv", "CXR_png", "last.pt", "best.pt", "metrics.jsonl", "config.json", "--overwrite"):
+        assert words in r.output, words
+    cmd = main.commands["train"]
+    undocumented = [p.name for p in cmd.params if not getattr(p, "help", None)]
+    assert undocumented == []

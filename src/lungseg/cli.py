@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -22,28 +26,81 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
 
+    def format_commands(self, ctx, formatter):
+        """List the commands with their whole first sentence (wrapped), not cut at the terminal width."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1_000_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=_Group)
+
+class _EchoHandler(logging.Handler):
+    """lungseg's log warnings on stderr, as ``warning: ...`` lines."""
+
+    def emit(self, record):
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("lungseg")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        handler = _EchoHandler(logging.WARNING)
+        logger.addHandler(handler)
+
+
+@click.group(cls=_Group, context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="lungseg")
 def main():
     """Lung segmentation for chest X-rays."""
+    _show_warnings()
 
 
-@main.command()
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(), help="Data folder (repeatable).")
+_TRAIN_HELP = """Train a lung UNet on the train split of DATA folders, choosing by val Dice.
+
+\b
+Data folders (--data, repeatable), in either layout:
+  images/<id>.<ext>, masks/<id>.<ext> (optional ignore/<id>.<ext>) and
+    index.csv with columns id, split (train/val/test), optionally
+    tb_label, finding, extent;
+  NLM: CXR_png/<id>.png, ManualMask/leftMask/, ManualMask/rightMask/.
+Masks (0/1 or 0/255) have their image's size (checked before training).
+
+\b
+Writes into OUT:
+  last.pt        resumable checkpoint, every epoch
+  best.pt        weights of the best val Dice (for --model)
+  metrics.jsonl  one line per epoch
+  curves.png     loss and Dice curves
+  config.json    the options (--resume reuses them)
+An OUT that holds a run is refused unless --resume continues it
+(options left out keep the run's values) or --overwrite starts afresh.
+"""
+
+
+@main.command(help=_TRAIN_HELP, short_help="Train a lung UNet on data folders, choosing by val Dice.")
+@click.option("--data", "data", multiple=True, type=click.Path(),
+              help="Data folder (repeatable); required unless --resume takes it from the run.")
 @click.option("--out", "out", required=True, type=click.Path(), help="Run folder for checkpoints and logs.")
-@click.option("--image-size", default=256, show_default=True, type=int)
-@click.option("--encoder", default="resnet18", show_default=True, type=click.Choice(["resnet18", "resnet34", "resnet50"]))
-@click.option("--attention", default="sga", show_default=True, type=click.Choice(["sga", "none"]))
-@click.option("--epochs", default=40, show_default=True, type=int)
-@click.option("--batch-size", default=8, show_default=True, type=int)
-@click.option("--lr", default=1e-3, show_default=True, type=float)
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--image-size", default=256, show_default=True, type=int, help="Network input side in pixels.")
+@click.option("--encoder", default="resnet18", show_default=True, type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+              help="ResNet encoder of the UNet.")
+@click.option("--attention", default="sga", show_default=True, type=click.Choice(["sga", "none"]),
+              help="sga: semantic-guided attention in the decoder; none: a plain UNet.")
+@click.option("--epochs", default=40, show_default=True, type=int, help="Total epochs of the run.")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Images per step.")
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak AdamW learning rate (warm-up, then cosine).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of initialisation, batch order and augmentation.")
+@click.option("--workers", default=0, show_default=True, type=int, help="DataLoader worker processes (0: in-process).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--init", "init", default=None, type=click.Path(), help="Start from these weights (e.g. a lower-resolution run).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
-@click.option("--no-augment", is_flag=True)
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last.pt, with its saved options (config.json).")
+@click.option("--overwrite", is_flag=True, help="Start afresh in an --out that holds a run (its checkpoints and metrics go).")
+@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @click.option("--max-steps-per-epoch", default=None, type=int, help="Cap steps per epoch (smoke tests).")
 @click.option("--stop-after-epoch", default=None, type=int, help="End this invocation after that epoch; --resume continues.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "none"]), default="auto", show_default=True,
@@ -55,9 +112,9 @@ def main():
 @click.option("--samples-per-epoch", default=None, type=click.IntRange(min=1),
               help="Images drawn per epoch when several folders are mixed (default: the train split's size).")
 def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, seed, workers, device, init,
-          resume, no_augment, max_steps_per_epoch, stop_after_epoch, amp, extents, set_weights, samples_per_epoch):
-    """Train a lung UNet on the train split of DATA folders, choosing by val Dice."""
-    from .train import TrainConfig, train as run
+          resume, overwrite, no_augment, max_steps_per_epoch, stop_after_epoch, amp, extents, set_weights,
+          samples_per_epoch):
+    from .train import TrainConfig, TrainingInterrupted, resume_config, train as run
 
     weights = {}
     for item in set_weights:
@@ -68,14 +125,40 @@ def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, see
             sep = ""
         if not sep or not name or weights[name] < 0:
             raise InputError(f"--set-weight {item!r}: expected FOLDER=W with W a number >= 0")
-    cfg = TrainConfig(data=list(data), out=out, image_size=image_size, encoder=encoder,
-                      extents=[e.strip() for e in extents.split(",") if e.strip()],
-                      set_weights=weights or None, samples_per_epoch=samples_per_epoch, amp=amp,
-                      attention=None if attention == "none" else attention, epochs=epochs,
-                      batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
-                      resume=resume, init=init, augment=not no_augment,
-                      max_steps_per_epoch=max_steps_per_epoch, stop_after_epoch=stop_after_epoch)
-    click.echo(json.dumps(run(cfg, progress=True)))
+    fields = dict(data=list(data), image_size=image_size, encoder=encoder,
+                  extents=[e.strip() for e in extents.split(",") if e.strip()],
+                  set_weights=weights or None, samples_per_epoch=samples_per_epoch, amp=amp,
+                  attention=None if attention == "none" else attention, epochs=epochs,
+                  batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
+                  init=init, augment=not no_augment,
+                  max_steps_per_epoch=max_steps_per_epoch, stop_after_epoch=stop_after_epoch)
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if resume:  # options not given on the command line come from the run's config.json
+        ctx = click.get_current_context()
+        field_of = {"no_augment": "augment"}
+        given = {field_of.get(n, n): fields[field_of.get(n, n)] for n in ctx.params
+                 if field_of.get(n, n) in fields and ctx.get_parameter_source(n) in _GIVEN}
+        cfg = resume_config(out, given)
+    else:
+        if not data:
+            raise click.UsageError("--data is required (unless --resume continues a run)")
+        cfg = TrainConfig(out=out, overwrite=overwrite, **fields)
+    try:
+        summary = run(cfg, progress=True)
+    except TrainingInterrupted as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            if e.saved_epoch:
+                click.echo(f"\ninterrupted: {e.out / 'last.pt'} keeps epoch {e.saved_epoch} of {e.epochs}; "
+                           f"continue with: lungseg train --out {shlex.quote(str(e.out))} --resume", err=True)
+            else:
+                click.echo(f"\ninterrupted before the first epoch ended: nothing saved to resume from; "
+                           "run the same command again to start over", err=True)
+        sys.exit(130)
+    click.echo(json.dumps(summary))
+
+
+_GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
 
 
 @main.command()
@@ -83,8 +166,10 @@ def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, see
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test", "all"]))
 @click.option("--model", default=None, type=click.Path(), help="Weights file (default: the shipped weights).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--json", "json_path", default=None, type=click.Path(), help="Write the summary here.")
-@click.option("--out", "out_dir", default=None, type=click.Path(), help="Per-image CSV and worst-case overlays.")
+@click.option("--json", "json_path", default=None, type=click.Path(),
+              help="Write the whole summary here as JSON (stdout then gets one line per dataset).")
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Write per_image.csv and overlays of each dataset's 5 worst cases (worst/).")
 @click.option("--extent", type=click.Choice(["visible", "full"]), default=None,
               help="Mask convention to score (default: each folder's own: an 'extent' column in index.csv, "
                    "'extent' in the folder's lungseg.json, or the built-in table of known sets; else visible).")
@@ -95,9 +180,15 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
 
     summary = run(data_dirs, split, model, device, out_dir, progress=True, extent=extent)
     text = json.dumps(summary, indent=2)
-    if json_path:
-        write_bytes_atomic(json_path, text.encode())
-    click.echo(text)
+    if not json_path:
+        click.echo(text)
+        return
+    write_bytes_atomic(json_path, text.encode())
+    for name, s in summary.items():
+        click.echo(f"{name} ({s['extent']}, n={s['n']}): Dice {s['dice_mean']:.4f} +- {s['dice_std']:.4f} "
+                   f"(min {s['dice_min']:.4f}), IoU {s['iou_mean']:.4f}, HD95 {s['hd95_mean']:.1f} px, "
+                   f"ASSD {s['assd_mean']:.2f} px")
+    click.echo(f"summary written to {json_path}")
 
 
 @main.command()
@@ -235,7 +326,7 @@ def _format(ctx, param, value):
 
 @main.command("export")
 @click.option("--format", "fmt", required=True, callback=_format,
-              help="torchscript, onnx or trt (aliases: tensorrt, engine).")
+              metavar="[torchscript|onnx|trt]", help="Artifact format (tensorrt and engine are aliases of trt).")
 @click.option("--model", default=None, type=click.Path(), help="Weights file (default: the shipped weights).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact file (.torchscript/.pt, .onnx, .engine).")
 @click.option("--fp16", is_flag=True, help="trt: build a float16 engine (preprocessing stays float32).")
@@ -270,7 +361,13 @@ def export_command(fmt, model, output, fp16, opset, device, min_size, opt_size, 
 
     images = real_images(parity_images) if parity_images else None
     sizes = [(w, h) for h, w in parity_sizes] or None
+    t0 = time.monotonic()
+
+    def progress(message: str) -> None:
+        click.echo(f"[{time.monotonic() - t0:6.1f} s] {message}", err=True)
+
     result = export(model, fmt, output, threshold=threshold, extent=extent, check=not no_check, parity_images=images,
+                    progress=progress,
                     parity_sizes=sizes, opset=opset, fp16=fp16, device=device, min_shape=(1, 1, *min_size),
                     opt_shape=(1, 1, *opt_size), max_shape=(max_batch, 1, *max_size), int8=int8,
                     calibration=tuple(calibration))

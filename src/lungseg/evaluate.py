@@ -6,13 +6,16 @@ one; pixels of an ``ignore`` mask count neither way. The summary holds, per data
 by folder name), ``extent``, ``n``, ``dice_mean``, ``dice_std``, ``dice_min``, ``iou_mean``,
 ``hd95_mean``, ``assd_mean`` (distances in pixels of the mask grid), the Dice means of
 TB-positive and normal images where the index gives ``tb_label``, and per ``finding``
-where it gives one.
+where it gives one. A ground-truth mask covering more than :data:`FULL_MASK_FRACTION` of
+its image (an inverted mask, most likely) is scored but logged as a warning.
 """
 
 from __future__ import annotations
 
 import csv
 import io as _io
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,9 @@ from .overlay import draw_overlay
 from .postprocess import label_lungs
 
 FIELDS = ["dataset", "id", "extent", "tb_label", "finding", "dice", "iou", "hd95", "assd"]
+FULL_MASK_FRACTION = 0.8  # lungs never cover this much of a chest X-ray: the mask is likely inverted
+
+log = logging.getLogger(__name__)
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -56,7 +62,8 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
 
     ``extent``: None scores each image in its folder's own convention; ``visible`` or
     ``full`` scores every image against that output of the model. A model with one output
-    only is scored with it against every convention.
+    only is scored with it against every convention. ``out_dir``: per_image.csv and
+    overlays of the ``n_worst`` cases of each dataset. ``progress``: a bar on a terminal.
     """
     segmenter = segmenter or Segmenter(model, device=device)
     # A one-output model (lungseg 0.1's weights, the naive merged baseline) is scored with
@@ -66,12 +73,16 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
     for d in data_dirs:
         samples = find_samples(d, split)
         it = samples
-        if progress:
+        if progress and sys.stderr.isatty():  # no bars in redirected logs
             from tqdm import tqdm
             it = tqdm(samples, desc=Path(d).name, leave=False)
         rows = []
         for s in it:
             image, truth = load_sample(s)
+            coverage = float(truth.mean()) if truth.size else 0.0
+            if coverage > FULL_MASK_FRACTION:
+                log.warning("%s: the mask covers %.0f%% of the image; inverted (lung black)?",
+                            s.masks[0] if len(s.masks) == 1 else s.image, 100 * coverage)
             own = extent or s.extent
             pred = segmenter.segment(image, extent=own if own in segmenter.extents else single)
             rows.append({"dataset": s.dataset, "id": s.id, "extent": own, "tb_label": s.tb_label,
@@ -91,7 +102,11 @@ def _write_details(rows, out: Path, n_worst: int):
     w.writeheader()
     w.writerows(rows)
     write_bytes_atomic(out / "per_image.csv", buf.getvalue().encode())
-    for r in sorted(rows, key=lambda r: r["dice"])[:n_worst]:
-        image, truth = load_sample(r["_sample"])
-        pic = draw_overlay(image, label_lungs(r["_pred"]), reference=truth)
-        write_png_atomic(out / "worst" / f"{r['dataset']}_{r['id']}_dice{r['dice']:.4f}.png", pic)
+    by_dataset: dict[str, list[dict]] = {}
+    for r in rows:
+        by_dataset.setdefault(r["dataset"], []).append(r)
+    for group in by_dataset.values():  # the worst of each dataset, so a small set gets its own
+        for r in sorted(group, key=lambda r: r["dice"])[:n_worst]:
+            image, truth = load_sample(r["_sample"])
+            pic = draw_overlay(image, label_lungs(r["_pred"]), reference=truth, legend=True)
+            write_png_atomic(out / "worst" / f"{r['dataset']}_{r['id']}_dice{r['dice']:.4f}.png", pic)

@@ -196,8 +196,19 @@ def read_image(path, max_pixels: int | None = None) -> np.ndarray:
 
 
 def read_mask(path) -> np.ndarray:
-    """Read a mask file as uint8 0/1 (any non-zero pixel is lung)."""
-    return (read_image(path) > 0).astype(np.uint8)
+    """Read a mask file as uint8 0/1, thresholded at half its range.
+
+    0/1 and 0/1/2 label masks (largest value 2 or less) count every non-zero pixel as lung;
+    others (0/255, JPEG masks with compression noise, 16-bit, float) count pixels above half
+    their largest value, so JPEG ringing around the lungs is not scored as lung.
+    """
+    m = read_image(path)
+    top = float(m.max()) if m.size else 0.0
+    if top <= 0:
+        return np.zeros(m.shape, np.uint8)
+    if np.issubdtype(m.dtype, np.floating) or top > 2:
+        return (m > top / 2).astype(np.uint8)
+    return (m > 0).astype(np.uint8)
 
 
 def write_png_atomic(path, image: np.ndarray) -> None:

@@ -36,9 +36,34 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
+LEGEND_NAMES = {1: "prediction, patient's right lung", 2: "prediction, patient's left lung"}
+
+
+def draw_legend(picture: np.ndarray, reference: bool = True) -> np.ndarray:
+    """Write in the top-left corner which colour is which: prediction fills, truth outline (in place)."""
+    entries = [(LEGEND_NAMES[v], c, True) for v, c in COLOURS.items()]
+    if reference:
+        entries.append(("truth (outline)", REFERENCE, False))
+    scale = max(0.4, max(picture.shape[:2]) / 1600)
+    thick = max(1, round(scale * 1.5))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (_, th), base = cv2.getTextSize("Ag", font, scale, thick)
+    line, pad = th + base + 2 * thick, max(3, round(6 * scale))
+    width = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t, _, _ in entries) + line + 3 * pad
+    cv2.rectangle(picture, (0, 0), (width, pad + line * len(entries) + pad), (0, 0, 0), -1)
+    for i, (text, colour, filled) in enumerate(entries):
+        y = pad + i * line
+        cv2.rectangle(picture, (pad, y + 2), (pad + th, y + th + 2), colour, -1 if filled else thick)
+        cv2.putText(picture, text, (2 * pad + th, y + th + 1), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return picture
+
+
 def draw_overlay(image: np.ndarray, labels: np.ndarray, reference: np.ndarray | None = None,
-                 alpha: float = 0.35) -> np.ndarray:
-    """Fill each label in colour over the image; draw a ``reference`` mask's outline in green."""
+                 alpha: float = 0.35, legend: bool = False) -> np.ndarray:
+    """Fill each label in colour over the image; draw a ``reference`` mask's outline in green.
+
+    ``legend``: name the colours (prediction, truth) in the top-left corner.
+    """
     out = to_display(image)
     tint = out.copy()
     for value, colour in COLOURS.items():
@@ -51,4 +76,6 @@ def draw_overlay(image: np.ndarray, labels: np.ndarray, reference: np.ndarray | 
     if reference is not None:
         cnt, _ = cv2.findContours((reference > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, cnt, -1, REFERENCE, thickness, cv2.LINE_AA)
+    if legend:
+        draw_legend(out, reference is not None)
     return out

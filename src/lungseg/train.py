@@ -11,7 +11,11 @@ on its own extent, with ``ignore`` pixels left out.
 Each epoch ends with validation Dice (masks at the ground truth's resolution, through the
 same :class:`~lungseg.pipeline.SegmentationPipeline` as inference), an atomic ``last.pt``
 checkpoint, ``best.pt`` when validation Dice improves, a line in ``metrics.jsonl`` and a
-refreshed ``curves.png``. ``resume=True`` continues from ``last.pt``. Under ``torchrun``
+refreshed ``curves.png``. ``resume=True`` continues from ``last.pt`` (with the run's saved
+``config.json``; see :func:`resume_config`); a folder that already holds a run is refused
+unless ``resume`` or ``overwrite`` is set. Every sample's image and mask sizes are checked
+from the file headers before the first step. Ctrl-C raises :class:`TrainingInterrupted`,
+which says which epoch ``last.pt`` keeps. Under ``torchrun``
 (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel; only rank 0
 validates and writes.
 """
@@ -23,6 +27,8 @@ import logging
 import math
 import os
 import random
+import struct
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +44,7 @@ from .data import SegmentationDataset, XrayAugment, find_samples, load_sample
 from .data.datasets import load_ignore
 from .extents import EXTENTS
 from .errors import InputError
+from .imageheader import image_size
 from .io import remove_stale_temp_files, write_bytes_atomic
 from .losses import SegmentationLoss
 from .metrics import masked_dice
@@ -74,6 +81,130 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     amp: str = "auto"  # autocast dtype: auto (bf16 where the CPU/GPU has it), bf16, fp16 (CUDA), none
     stop_after_epoch: int | None = None  # end this invocation early (time-boxed jobs); --resume continues
+    overwrite: bool = False  # start afresh in a folder that holds a run (its last.pt, best.pt, metrics go)
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # a folder holding any of these holds a run
+# Options of one invocation, free to differ on resume; every other field defines the run.
+INVOCATION_FIELDS = ("device", "workers", "amp", "resume", "overwrite", "stop_after_epoch")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``saved_epoch`` is the epoch ``out/last.pt`` holds (0: none yet)."""
+
+    def __init__(self, out: Path, saved_epoch: int, epochs: int):
+        super().__init__(out, saved_epoch, epochs)
+        self.out, self.saved_epoch, self.epochs = Path(out), saved_epoch, epochs
+
+
+def _comparable(name: str, value):
+    """A field's value normalised for comparison (paths absolute, sequences as lists)."""
+    if name == "data":
+        return [os.path.abspath(d) for d in value]
+    if name == "init":
+        return os.path.abspath(value) if value else None
+    if name == "set_weights":
+        return {k: float(v) for k, v in value.items()} if value else None
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def saved_config(out) -> dict | None:
+    """The ``config.json`` of the run in ``out`` as a dict, or None where there is none."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable run config ({e})") from None
+    if not isinstance(saved, dict):
+        raise InputError(f"{path}: not a run config")
+    return saved
+
+
+def check_same_run(cfg: TrainConfig, saved: dict, source: str) -> None:
+    """Refuse ``cfg`` where a run-defining field differs from the ``saved`` config (one line)."""
+    defaults = asdict(TrainConfig(data=[], out=""))
+    for name in TrainConfig.__dataclass_fields__:
+        if name in INVOCATION_FIELDS or name == "out":
+            continue
+        mine = _comparable(name, getattr(cfg, name))
+        theirs = _comparable(name, saved.get(name, defaults[name]))
+        if mine != theirs:
+            flag = name.replace("_", "-")
+            raise InputError(f"--resume: {flag}={getattr(cfg, name)!r} conflicts with the run's "
+                             f"{flag}={saved.get(name, defaults[name])!r} ({source}); leave it out to keep "
+                             "the saved value, or start a new run")
+
+
+def resume_config(out, given: dict) -> TrainConfig:
+    """The config resuming the run in ``out``: its saved ``config.json`` with ``given`` on top.
+
+    ``given`` holds the fields set explicitly (e.g. on the command line); a run-defining one
+    that differs from the saved value is refused. Invocation fields (device, workers, amp,
+    stop_after_epoch) not given keep the saved value, except stop_after_epoch (None).
+    """
+    out = Path(out)
+    _check_resumable(out)
+    saved = saved_config(out)
+    if saved is None:  # a run from before config.json: everything must be given
+        if not given.get("data"):
+            raise InputError(f"{out}: no config.json to resume from; give the run's options (--data ...)")
+        return TrainConfig(**{**given, "out": str(out), "resume": True, "overwrite": False})
+    known = {k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__}
+    merged = {**known, "stop_after_epoch": None, **given, "out": str(out), "resume": True, "overwrite": False}
+    cfg = TrainConfig(**merged)
+    check_same_run(cfg, saved, f"{out / 'config.json'}")
+    return cfg
+
+
+def _check_resumable(out: Path) -> None:
+    if not (out / "last.pt").is_file():
+        what = "no such folder" if not out.exists() else "no last.pt there"
+        raise InputError(f"{out / 'last.pt'}: nothing to resume from ({what}); start the run without --resume")
+
+
+def _check_run_folder(cfg: TrainConfig, out: Path, rank: int) -> None:
+    """Resume needs a run; a fresh start refuses a folder holding one unless ``overwrite``."""
+    if cfg.resume and cfg.overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    if cfg.resume:
+        _check_resumable(out)
+        saved = saved_config(out)
+        if saved is not None:
+            check_same_run(cfg, saved, f"{out / 'config.json'}")
+        return
+    existing = [n for n in RUN_FILES if (out / n).exists()]
+    if existing and not cfg.overwrite:
+        raise InputError(f"{out} already holds a run ({', '.join(existing)}): continue it with --resume, "
+                         "or start over with --overwrite")
+    if existing and rank == 0:
+        for n in (*RUN_FILES, "curves.png"):
+            (out / n).unlink(missing_ok=True)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    try:
+        with open(path, "rb") as f:
+            return image_size(f)
+    except (OSError, struct.error, ValueError):
+        return None  # unreadable or unknown header: decoding it reports the problem
+
+
+def check_sample_sizes(samples) -> None:
+    """Every mask (and ignore mask) must have its image's size; read from the headers only."""
+    for s in samples:
+        size = _header_size(s.image)
+        if size is None:
+            continue
+        for m in (*s.masks, *([s.ignore] if s.ignore is not None else [])):
+            other = _header_size(m)
+            if other is not None and other != size and other != size[::-1]:  # swapped: EXIF rotation decides
+                kind = "ignore mask" if m == s.ignore else "mask"
+                raise InputError(f"{m}: {kind} size {other[0]}x{other[1]} differs from image size "
+                                 f"{size[0]}x{size[1]} of {s.image}")
 
 
 def _seed_everything(seed: int):
@@ -162,19 +293,25 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
 
 
 def train(cfg: TrainConfig, progress: bool = False) -> dict:
-    """Run (or resume) a training run into ``cfg.out``; returns the final summary."""
+    """Run (or resume) a training run into ``cfg.out``; returns the final summary.
+
+    ``progress``: print each epoch's metrics line, with a progress bar on a terminal.
+    """
+    out = Path(cfg.out)
+    _check_run_folder(cfg, out, int(os.environ.get("RANK", "0")))
+    train_samples = [s for d in cfg.data for s in find_samples(d, "train")]
+    val_samples = [s for d in cfg.data for s in find_samples(d, "val")]
+    check_sample_sizes(train_samples + val_samples)
+
     rank, world = _distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out)
     _seed_everything(cfg.seed + rank)
 
-    train_samples = [s for d in cfg.data for s in find_samples(d, "train")]
-    val_samples = [s for d in cfg.data for s in find_samples(d, "val")]
     dataset = SegmentationDataset(train_samples, cfg.image_size, XrayAugment() if cfg.augment else None,
                                   seed=cfg.seed, extents=cfg.extents)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -207,9 +344,12 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     start_epoch, best, history = 0, -1.0, []
     last = out / "last.pt"
     if cfg.resume:
-        if not last.is_file():
-            raise InputError(f"{last}: nothing to resume from")
         ck = safe_load(last)
+        theirs = ck.get("config") or {}
+        for key, mine in model.config.items():  # runs without config.json: name the mismatch, not the keys
+            if key in theirs and _comparable(key, theirs[key]) != _comparable(key, mine):
+                raise InputError(f"{last}: was trained with {key}={theirs[key]!r}, not {mine!r}; "
+                                 "resume with the run's own options")
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
@@ -220,56 +360,61 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
 
     if rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        dataset.set_epoch(epoch)
-        generator.manual_seed(cfg.seed * 1000 + epoch)  # same batch order on resume
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        net.train()
-        losses = []
-        batches = iter(loader)
-        bar = range(steps_per_epoch)
-        if progress and rank == 0:
-            from tqdm import tqdm
-            bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for _ in bar:
-            x, y, w, primary = next(batches)
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                output = net(x)
-            loss = criterion(_as_float(output), y.to(device), w.to(device), primary.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(loss.item())
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if rank == 0:
-            per_set = validation_dice(pipeline, val_samples, device)
-            val = float(np.mean(list(per_set.values())))
-            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val, "val_dice_per_set": per_set,
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
-            history.append(row)
-            if val > best:
-                best = val
-                save_weights(out / "best.pt", model, cfg.image_size)
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_dice": best,
-                         "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
-                         "config": {**model.config, "image_size": cfg.image_size}}, last)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            plot_curves(history, out / "curves.png")
-            log.info("epoch %d loss %.4f val_dice %.4f", epoch + 1, row["train_loss"], val)
-            if progress:
-                print(json.dumps(row), flush=True)
-        if world > 1:
-            dist.barrier()
-        if cfg.stop_after_epoch is not None and epoch + 1 >= cfg.stop_after_epoch:
-            break
+    saved_epoch = start_epoch  # the epoch last.pt holds
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.time()
+            dataset.set_epoch(epoch)
+            generator.manual_seed(cfg.seed * 1000 + epoch)  # same batch order on resume
+            if isinstance(sampler, DistributedSampler):
+                sampler.set_epoch(epoch)
+            net.train()
+            losses = []
+            batches = iter(loader)
+            bar = range(steps_per_epoch)
+            if progress and rank == 0 and sys.stderr.isatty():  # no bars in redirected logs
+                from tqdm import tqdm
+                bar = tqdm(bar, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+            for _ in bar:
+                x, y, w, primary = next(batches)
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    output = net(x)
+                loss = criterion(_as_float(output), y.to(device), w.to(device), primary.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                losses.append(loss.item())
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if rank == 0:
+                per_set = validation_dice(pipeline, val_samples, device)
+                val = float(np.mean(list(per_set.values())))
+                row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val, "val_dice_per_set": per_set,
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+                history.append(row)
+                if val > best:
+                    best = val
+                    save_weights(out / "best.pt", model, cfg.image_size)
+                save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_dice": best,
+                             "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
+                             "config": {**model.config, "image_size": cfg.image_size}}, last)
+                saved_epoch = epoch + 1
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                plot_curves(history, out / "curves.png")
+                log.info("epoch %d loss %.4f val_dice %.4f", epoch + 1, row["train_loss"], val)
+                if progress:
+                    print(json.dumps(row), flush=True)
+            if world > 1:
+                dist.barrier()
+            if cfg.stop_after_epoch is not None and epoch + 1 >= cfg.stop_after_epoch:
+                break
+    except KeyboardInterrupt as e:
+        raise TrainingInterrupted(out, saved_epoch, cfg.epochs) from e
     summary = {"best_val_dice": best, "epochs": cfg.epochs, "out": str(out)}
     if world > 1:
         dist.destroy_process_group()

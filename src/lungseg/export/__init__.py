@@ -71,7 +71,8 @@ def _artifact_files(fmt: Format, path: Path) -> list[Path]:
 
 
 def export(model=None, format: str = "onnx", output=None, *, threshold: float = 0.5, check: bool = True,
-           parity_images=None, parity_sizes=None, extent: str = "visible", **options) -> ExportResult:
+           parity_images=None, parity_sizes=None, extent: str = "visible", progress=None,
+           **options) -> ExportResult:
     """Export a lungseg model and check it against the eager model.
 
     ``model``: a weights file (None: the shipped default weights). ``format``: torchscript,
@@ -80,6 +81,8 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
     outputs (``visible`` or ``full``; recorded in the metadata). ``options``: :class:`ExportOptions` fields (opset, fp16, device,
     min_shape/opt_shape/max_shape, workspace_gib). ``check``: run the parity check on
     ``parity_images`` (2-D arrays; None: synthetic X-rays) at ``parity_sizes`` (WxH tuples).
+    ``progress``: called with a one-line message as each stage starts (trace and export,
+    quantization, each parity size), e.g. ``print`` to stderr; nothing is printed otherwise.
     """
     from ..api import default_weights
     from ..checkpoint import load_weights, sha256_file
@@ -122,8 +125,11 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
         sha = sha256_file(weights)
     pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold, extent).eval()
     metadata = build_metadata(fmt.name, config, sha, threshold, extent)
+    report = progress or (lambda message: None)
+    report(_EXPORT_STAGE.get(fmt.name, "exporting").format(path=path))
     metadata = fmt.exporter(pipeline, path, metadata, opts)
     if opts.int8:
+        report(f"quantizing {path} to int8 with calibration images from {', '.join(map(str, opts.calibration))}")
         metadata = _quantize_in_place(path, metadata, opts.calibration)
 
     parity = None
@@ -132,7 +138,7 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
         try:
             backend = open_backend(path, device=opts.device if fmt.name == "torchscript" else "auto")
             parity = check_parity(pipeline, backend, metadata["precision"], parity_images,
-                                  parity_sizes or PARITY_SIZES)
+                                  parity_sizes or PARITY_SIZES, progress=progress)
             failed = [row for row in parity if not row["ok"]]
             if failed:
                 raise ModelError(f"{path}: differs from the eager model, so it was deleted: {failed}")
@@ -141,6 +147,13 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
                 p.unlink(missing_ok=True)
             raise
     return ExportResult(path, fmt.name, metadata, parity)
+
+
+_EXPORT_STAGE = {  # what the user waits for, per format
+    "torchscript": "tracing the model with torch.jit.trace and writing {path}",
+    "onnx": "tracing the model with torch.export and exporting the ONNX graph to {path} (minutes on a CPU)",
+    "trt": "exporting to ONNX, then building the TensorRT engine {path} (minutes)",
+}
 
 
 def _quantize_in_place(path: Path, metadata: dict, folders) -> dict:

@@ -97,7 +97,12 @@ def compare(pipeline, backend, pixels: np.ndarray, precision: str = "fp32", labe
 
 
 def check_parity(pipeline, backend, precision: str = "fp32", images=None, sizes=PARITY_SIZES,
-                 batch: int = PARITY_BATCH) -> list[dict]:
-    """One row per size: ``{size, batch, max_abs_prob_diff, dice, ok}``."""
-    return [asdict(compare(pipeline, backend, pixels, precision, label))
-            for label, pixels in parity_batches(images, sizes, batch)]
+                 batch: int = PARITY_BATCH, progress=None) -> list[dict]:
+    """One row per size: ``{size, batch, max_abs_prob_diff, dice, ok}``; ``progress(message)``
+    is called before each size where given."""
+    rows = []
+    for label, pixels in parity_batches(images, sizes, batch):
+        if progress is not None:
+            progress(f"parity check at {label}, batch {len(pixels)}")
+        rows.append(asdict(compare(pipeline, backend, pixels, precision, label)))
+    return rows
