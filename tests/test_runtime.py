@@ -13,7 +13,7 @@ import torch
 
 import lungseg
 from lungseg.api import BaseSegmenter, Segmenter
-from lungseg.errors import MissingExtraError, ModelError
+from lungseg.errors import InputError, MissingExtraError, ModelError
 from lungseg.metrics import dice_score
 from lungseg.runtime import RuntimeSegmenter, model_kind
 
@@ -135,7 +135,7 @@ def test_onnx_on_cuda_without_provider(exported):
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has a CUDA provider")
-    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+    with pytest.raises(InputError, match="CUDA requested.*onnxruntime-gpu"):
         lungseg.load(exported("onnx").path, device="cuda")
 
 
@@ -159,8 +159,11 @@ def test_corrupt_engine_and_missing_sidecar(tmp_path):
     engine.write_bytes(b"\0" * 128)
     with pytest.raises(ModelError, match="no lungseg metadata"):
         lungseg.load(engine)
-    (tmp_path / "m.engine.json").write_text('{"producer": "lungseg", "schema_version": 1, "image_size": 256, '
-                                            '"threshold": 0.5, "inputs": {}, "outputs": {}, "precision": "fp32"}')
+    from lungseg.export.metadata import build_metadata, dumps
+
+    meta = build_metadata("trt", {"image_size": 256}, "0" * 64, 0.5)
+    del meta["model"]
+    (tmp_path / "m.engine.json").write_text(dumps(meta))
     with pytest.raises(ModelError, match="TensorRT cannot load this engine"):
         lungseg.load(engine)
 

@@ -12,7 +12,7 @@ import torch
 
 from . import postprocess as post
 from .checkpoint import load_weights
-from .errors import ModelError
+from .errors import InputError, ModelError
 from .extents import DEFAULT_EXTENT, check_extent
 from .io import load_any
 from .pipeline import SegmentationPipeline
@@ -29,10 +29,37 @@ def default_weights() -> tuple[Path, str]:
     return DEFAULT_WEIGHTS, json.loads(DEFAULT_CARD.read_text())["sha256"]
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def resolve_device(device="auto", *, cuda_available: bool | None = None, no_cuda: str | None = None) -> torch.device:
+    """The device to run on: ``auto`` (CUDA where available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    The one device check of every path (eager Segmenter, exported-model backends,
+    training): a device that cannot be used here is an InputError. ``cuda_available``:
+    whether the runtime that will run the model has CUDA (None: torch's own); ``no_cuda``:
+    why not, for the message (None: torch's reason).
+    """
+    name = str(device).strip().lower()
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+        if no_cuda is None:
+            no_cuda = ("this torch is built without CUDA (a CPU-only install)" if not torch.backends.cuda.is_built()
+                       else "torch sees no CUDA device (no GPU, driver or CUDA_VISIBLE_DEVICES)")
+        count = torch.cuda.device_count() if cuda_available else 0
+    else:
+        count = None
+    if name == "auto":
+        return torch.device("cuda" if cuda_available else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not cuda_available:
+            raise InputError(f"CUDA requested (device {device!r}) but {no_cuda}; use --device cpu or auto")
+        if count is not None and dev.index is not None and dev.index >= count:
+            raise InputError(f"CUDA requested (device {device!r}) but torch sees {count} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise InputError(f"device {device!r}: lungseg runs on cpu or cuda")
+    return dev
 
 
 class BaseSegmenter:

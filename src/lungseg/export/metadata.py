@@ -24,7 +24,8 @@ import json
 
 from .. import __version__
 from ..errors import ModelError
-from ..extents import DEFAULT_EXTENT, EXTENTS, check_extent
+from ..extents import DEFAULT_EXTENT, check_extent
+from ..model_schema import check_artifact_metadata
 from ..preprocess import CLIP, EPS
 
 METADATA_NAME = "lungseg.json"
@@ -75,20 +76,14 @@ def dumps(meta: dict) -> str:
 
 
 def check_metadata(text, path) -> dict:
-    """Parse and validate the metadata found in ``path``; ModelError when it is not lungseg's."""
+    """Parse the metadata found in ``path`` and validate it against :mod:`lungseg.model_schema`.
+
+    ModelError when it is missing, unreadable, not lungseg's or off the schema (naming the field).
+    """
     if text is None or text == "" or text == b"":
         raise ModelError(f"{path}: no lungseg metadata ({METADATA_NAME}); not a model exported by lungseg")
     try:
         meta = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise ModelError(f"{path}: unreadable lungseg metadata ({e})") from e
-    if not isinstance(meta, dict) or meta.get("producer") != PRODUCER:
-        raise ModelError(f"{path}: metadata does not come from lungseg")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise ModelError(f"{path}: metadata schema {meta.get('schema_version')} is not the supported {SCHEMA_VERSION}")
-    missing = [k for k in ("image_size", "threshold", "inputs", "outputs", "precision") if k not in meta]
-    if missing:
-        raise ModelError(f"{path}: metadata lacks {', '.join(missing)}")
-    if meta.setdefault("extent", DEFAULT_EXTENT) not in EXTENTS:  # absent: an artifact from before extents
-        raise ModelError(f"{path}: metadata extent {meta['extent']!r} is not one of {', '.join(EXTENTS)}")
-    return meta
+    return check_artifact_metadata(meta, path)

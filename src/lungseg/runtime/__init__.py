@@ -24,7 +24,7 @@ from ..export.formats import FORMATS, get_format
 
 WEIGHTS_SUFFIXES = (".pt", ".pth")
 
-__all__ = ["load", "open_backend", "model_kind", "RuntimeSegmenter"]
+__all__ = ["load", "open_backend", "model_kind", "exported_format", "RuntimeSegmenter"]
 
 
 def _zip_names(path: Path) -> list[str] | None:
@@ -33,6 +33,21 @@ def _zip_names(path: Path) -> list[str] | None:
             return z.namelist()
     except (zipfile.BadZipFile, OSError):
         return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    names = _zip_names(path)
+    return bool(names) and any("/code/" in n or n.endswith("/constants.pkl") for n in names)
+
+
+def exported_format(path) -> str | None:
+    """The export format ``path`` holds, told by its suffix or (for ``.pt``/``.pth``) its content; else None."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    by_suffix = [f.name for f in FORMATS if suffix in f.suffixes and suffix not in WEIGHTS_SUFFIXES]
+    if by_suffix:
+        return by_suffix[0]
+    return "torchscript" if _is_torchscript(path) else None
 
 
 def model_kind(path) -> str:
@@ -46,8 +61,7 @@ def model_kind(path) -> str:
         raise ModelError(f"{path}: unknown model file type {suffix or '(no suffix)'!r}; expected {', '.join(known)}")
     if suffix not in (".pt", ".pth", ".torchscript"):
         return next(f.name for f in FORMATS if suffix in f.suffixes)
-    names = _zip_names(path)
-    if names and any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+    if _is_torchscript(path):
         return "torchscript"
     if suffix == ".torchscript":
         raise ModelError(f"{path}: not a TorchScript archive (no code/ or constants.pkl inside)")

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..export.metadata import INPUT_NAME, METADATA_NAME, OUTPUT_NAMES, check_metadata
+from ..api import resolve_device
+from ..errors import InputError, ModelError
+from ..export.metadata import INPUT_NAME, INPUTS, METADATA_NAME, OUTPUT_NAMES, OUTPUTS, check_metadata
 from ..extras import require_onnxruntime
+from .contract import check_outputs
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+_ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
 
 
 class Backend:
@@ -27,20 +30,15 @@ class Backend:
         ort = require_onnxruntime()
         self.path = Path(path)
         available = ort.get_available_providers()
-        device = str(device)
         fp32 = {"use_tf32": 0}  # a float32 model computes in float32, not TF32
-        if device == "auto":
-            providers = [(CUDA, fp32), CPU] if CUDA in available else [CPU]
-        elif device.startswith("cuda"):
-            if CUDA not in available:
-                raise ModelError(f"{self.path}: device {device} asked for, but this onnxruntime has no CUDA "
-                                 "provider (pip install onnxruntime-gpu)")
-            index = int(device.partition(":")[2] or 0)
-            providers = [(CUDA, {"device_id": index, **fp32}), CPU]
-        elif device == "cpu":
+        want = resolve_device(device, cuda_available=CUDA in available,
+                              no_cuda="this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+        if want.type == "cuda":
+            providers = [(CUDA, {"device_id": want.index or 0, **fp32}), CPU]
+        elif want.type == "cpu":
             providers = [CPU]
         else:
-            raise ModelError(f"device {device!r}: ONNX Runtime runs on cpu or cuda")
+            raise InputError(f"device {device!r}: ONNX Runtime runs on cpu or cuda")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
@@ -51,15 +49,24 @@ class Backend:
             raise ModelError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = check_metadata(meta.get(METADATA_NAME), self.path)
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = {o.name for o in self.session.get_outputs()}
-        if inputs != [INPUT_NAME] or not set(OUTPUT_NAMES) <= outputs:
-            raise ModelError(f"{self.path}: inputs {inputs} / outputs {sorted(outputs)} are not lungseg's "
-                             f"[{INPUT_NAME}] / {list(OUTPUT_NAMES)}")
+        self._check_graph()
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.threads = threads
+        self._checked = False  # outputs' values are checked on the first call
+
+    def _check_graph(self) -> None:
+        """The graph's declared inputs and outputs: lungseg's names, count and element types."""
+        inputs = [(i.name, i.type) for i in self.session.get_inputs()]
+        outputs = sorted((o.name, o.type) for o in self.session.get_outputs())
+        want_in = [(n, _ORT_TYPES[s["dtype"]]) for n, s in INPUTS.items()]
+        want_out = sorted((n, _ORT_TYPES[s["dtype"]]) for n, s in OUTPUTS.items())
+        if inputs != want_in or outputs != want_out:
+            raise ModelError(f"{self.path}: graph inputs {inputs} / outputs {outputs} are not lungseg's "
+                             f"{want_in} / {want_out}")
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feed = {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)}
-        prob, mask = self.session.run(list(OUTPUT_NAMES), feed)
-        return prob, mask
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
+        out = check_outputs(self.path, pixels, outputs, values=not self._checked)
+        self._checked = True
+        return out

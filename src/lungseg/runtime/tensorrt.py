@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import resolve_device
 from ..errors import InputError, ModelError
 from ..export.metadata import INPUT_NAME, OUTPUT_NAMES, check_metadata
 from ..export.tensorrt import sidecar_path
 from ..extras import require_tensorrt
+from .contract import check_outputs
 
 
 class Backend:
@@ -26,7 +28,7 @@ class Backend:
     def __init__(self, path, device: str = "auto", threads: int | None = None):  # noqa: ARG002 - GPU
         self.path = Path(path)
         trt = require_tensorrt("Running a TensorRT engine")
-        self.device = torch.device("cuda" if device == "auto" else device)
+        self.device = resolve_device("cuda" if device == "auto" else device)
         if self.device.type != "cuda":
             raise ModelError(f"{self.path}: TensorRT engines run on CUDA devices only, not {device}")
         sidecar = sidecar_path(self.path)
@@ -50,6 +52,7 @@ class Backend:
         self.max_batch = self.profile[2][0]
         self._dtypes = {trt.float32: torch.float32, trt.float16: torch.float16, trt.uint8: torch.uint8,
                         trt.int32: torch.int32, trt.bool: torch.bool}
+        self._checked = False  # outputs' values are checked on the first call
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         shape = tuple(pixels.shape)
@@ -70,4 +73,7 @@ class Backend:
             if not self.context.execute_async_v3(stream.cuda_stream):
                 raise ModelError(f"{self.path}: TensorRT execution failed")
             stream.synchronize()
-        return out["probability"].float().cpu().numpy(), out["mask"].cpu().numpy()
+        outputs = [out["probability"].float().cpu().numpy(), out["mask"].cpu().numpy()]
+        result = check_outputs(self.path, pixels, outputs, values=not self._checked)
+        self._checked = True
+        return result
