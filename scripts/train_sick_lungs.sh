@@ -3,8 +3,11 @@
 # after a kill and every run continues from its last.pt (a finished run is skipped).
 #   default2x : the shipped two-extent model (visible + full outputs), fine-tuned from the
 #               one-extent TB weights on all four sets, each set a quarter of every epoch
-#   merge1x   : the naive baseline: the same budget with one output and both conventions merged
-#   abl-*     : SGA vs no attention from scratch at 128 px, 2 seeds per arm, on the same mix
+#   default2x-ft2 : default2x continued for 6 epochs at a lower rate with Shenzhen drawn twice
+#               as often (2/5 of each epoch, the other sets 1/5 each): the shipped weights
+#   abl-*     : from scratch at 128 px on the same mix, 8 epochs of 768 images: SGA vs no
+#               attention (two outputs, 2 seeds each) and the naive baseline (SGA, one output,
+#               both conventions merged into it)
 # Usage: scripts/train_sick_lungs.sh [DATA_ROOT (default ../shared/data)] [RUN ... (default all)]
 # Runs unchanged on CUDA (--device auto takes the GPU; --amp auto takes bf16 there too).
 set -euo pipefail
@@ -12,11 +15,11 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 shift || true
 RUNS=("$@")
-[ ${#RUNS[@]} -gt 0 ] || RUNS=(default2x merge1x abl-sga-s0 abl-none-s0 abl-sga-s1 abl-none-s1)
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(default2x default2x-ft2 abl-sga-s0 abl-none-s0 abl-merge-s0 abl-sga-s1 abl-none-s1)
 SETS=(--data "$DATA/montgomery" --data "$DATA/shenzhen" --data "$DATA/covid_gb" --data "$DATA/covid_v7")
 FT=(--image-size 256 --epochs 14 --samples-per-epoch 768 --batch-size 8 --lr 3e-4 --seed 0
     --init runs/tb_visible.pt)
-ABL=(--image-size 128 --epochs 12 --samples-per-epoch 768 --batch-size 8 --lr 1e-3)
+ABL=(--image-size 128 --epochs 8 --samples-per-epoch 768 --batch-size 8 --lr 1e-3)
 
 # The one-extent TB model that lungseg 0.1 shipped (visible field only), taken from git history.
 TB_COMMIT=f8637e7
@@ -48,7 +51,9 @@ run() {  # NAME ARGS...: train into runs/NAME (resuming), then evaluate its best
 for r in "${RUNS[@]}"; do
   case $r in
     default2x) run default2x "${FT[@]}" --extents visible,full ;;
-    merge1x) run merge1x "${FT[@]}" --extents visible ;;
+    default2x-ft2) run default2x-ft2 --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
+        --lr 1e-4 --seed 1 --init runs/default2x/best.pt --extents visible,full --set-weight shenzhen=2 ;;
+    abl-merge-s*) run "$r" "${ABL[@]}" --attention sga --extents visible --seed "${r##*-s}" ;;
     abl-sga-s*) run "$r" "${ABL[@]}" --attention sga --seed "${r##*-s}" ;;
     abl-none-s*) run "$r" "${ABL[@]}" --attention none --seed "${r##*-s}" ;;
     *) echo "unknown run $r" >&2; exit 2 ;;
