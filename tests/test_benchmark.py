@@ -143,3 +143,19 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, tiny_weights):
     md = (out / "results.md").read_text()
     assert "| lungseg eager cpu | ok |" in md and "| lungseg onnx cpu | ok |" in md
     assert "`lungseg benchmark " in md and "--quick" in md
+
+
+def test_rows_export_and_run_the_chosen_extent(tmp_path, tiny_weights):
+    """--extent full: lungseg's eager pipeline and its exported artifact both give the full-extent mask."""
+    pytest.importorskip("onnxruntime")
+    import lungseg
+    from lungseg.benchmark.targets import LUNGSEG, Context, Target, _export, build_pipeline
+
+    ctx = Context(tmp_path, weights=str(tiny_weights), extent="full")
+    pipeline, _, _ = build_pipeline(LUNGSEG, ctx)
+    assert pipeline.extent == "full"
+    path = _export(Target(LUNGSEG, "onnx", "cpu"), ctx)[0]
+    assert "full" in path.name
+    assert lungseg.load(path).extent == "full"
+    visible = _export(Target(LUNGSEG, "onnx", "cpu"), Context(tmp_path, weights=str(tiny_weights)))[0]
+    assert visible != path and lungseg.load(visible).extent == "visible"

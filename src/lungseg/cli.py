@@ -422,8 +422,10 @@ def _command_line(prefix: str, ctx) -> str:
 @click.option("--seconds", "min_seconds", default=None, type=click.FloatRange(min=0),
               help="Timed seconds per measurement, at least 10 runs (default 3).")
 @click.option("--quick", is_flag=True, help="Tiny inputs, few runs, 2 images per folder: checks every path in well under a minute.")
+@click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
+              help="Mask convention of lungseg's rows (exported and scored with it; the peers have one).")
 def benchmark_command(data, out, formats, devices, peers, peer_formats, threads, model, split, max_images, artifacts,
-                      min_seconds, quick):
+                      min_seconds, quick, extent):
     """Dice, IoU, latency, throughput, memory and FLOP/s of every format and device, and of the peers.
 
     DATA: data folders whose SPLIT images give Dice and IoU (e.g. ../shared/data/montgomery).
@@ -442,7 +444,7 @@ def benchmark_command(data, out, formats, devices, peers, peer_formats, threads,
                  peer_formats=_csv_list(FORMATS)(None, None, peer_formats) or PEER_FORMATS, quick=quick,
                  threads=threads, weights=model, split=split, max_images=max_images,
                  artifacts=Path(artifacts) if artifacts else None, min_seconds=min_seconds,
-                 command=_command_line("lungseg benchmark", click.get_current_context()))
+                 command=_command_line("lungseg benchmark", click.get_current_context()), extent=extent)
     results = run(cfg, log=lambda m: click.echo(m, err=True))
     click.echo((Path(out) / "results.md").read_text())
     failed = [r for r in results["rows"] if r["status"].startswith("failed")]

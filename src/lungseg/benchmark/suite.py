@@ -41,6 +41,7 @@ class Config:
     artifacts: Path | None = None     # keep exported models here (default: a temporary folder)
     min_seconds: float | None = None  # timed seconds per measurement (default: timing.FULL's)
     command: str = ""
+    extent: str = "visible"           # lungseg's mask convention: its rows are exported and scored with it
 
 
 def _first_image(data_dirs, split: str) -> tuple[np.ndarray, str] | None:
@@ -172,6 +173,7 @@ def run(cfg: Config, log=print) -> dict:
         limit = cfg.max_images if cfg.max_images is not None else (2 if cfg.quick else None)
         spec = {
             "workdir": str(artifacts), "weights": cfg.weights, "threads": cfg.threads, "quick": cfg.quick,
+            "extent": cfg.extent,
             "min_seconds": cfg.min_seconds,
             "latency_inputs": latency_inputs(cfg, tmp),
             "accuracy": sample_arrays(cfg.data_dirs, cfg.split, tmp, limit),
@@ -206,7 +208,7 @@ def run(cfg: Config, log=print) -> dict:
     derive(rows, gflop, peaks)
     results = {"machine": desc, "command": cfg.command, "quick": cfg.quick, "threads": cfg.threads,
                "inputs": [{k: v for k, v in i.items() if k != "path"} for i in spec["latency_inputs"]],
-               "accuracy_sets": {s["set"]: len(s["images"]) for s in spec["accuracy"]}, "split": cfg.split,
+               "accuracy_sets": {s["set"]: len(s["images"]) for s in spec["accuracy"]}, "split": cfg.split, "extent": cfg.extent,
                "rows": rows}
     write_report(results, cfg.out)
     return results

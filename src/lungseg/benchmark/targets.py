@@ -44,6 +44,7 @@ class Context:
     weights: str | None = None
     threads: int | None = None
     calibration: list = field(default_factory=list)  # raw pixel arrays for int8 calibration
+    extent: str = "visible"  # the mask convention lungseg's rows output (peers have one)
 
 
 @dataclass
@@ -75,7 +76,7 @@ def _lungseg_pipeline(ctx: Context):
     else:
         network, config = load_weights(ctx.weights)
         sha = sha256_file(ctx.weights)
-    return SegmentationPipeline(network, config.get("image_size", 256)).eval(), config, sha
+    return SegmentationPipeline(network, config.get("image_size", 256), 0.5, ctx.extent).eval(), config, sha
 
 
 def build_pipeline(model: str, ctx: Context):
@@ -105,7 +106,9 @@ def _export(target: Target, ctx: Context) -> list[Path]:
     base = target.format.removesuffix("-int8")
     fmt = get_format("trt" if base.startswith("trt") else base)
     tag = f"-{target.device}" if base == "torchscript" or fmt.name == "trt" else ""
-    path = Path(ctx.workdir) / f"{target.model}-{target.format}{tag}{ARTIFACT_SUFFIX[target.format]}"
+    extent = ctx.extent if target.model == LUNGSEG else "visible"
+    name = target.model if extent == "visible" else f"{target.model}-{extent}"
+    path = Path(ctx.workdir) / f"{name}-{target.format}{tag}{ARTIFACT_SUFFIX[target.format]}"
     files = [path, sidecar_path(path)] if fmt.name == "trt" else [path]
     if all(p.is_file() for p in files):
         return files
@@ -120,7 +123,7 @@ def _export(target: Target, ctx: Context) -> list[Path]:
     pipeline, config, sha = build_pipeline(target.model, ctx)
     opts = ExportOptions(fp16=target.format == "trt-fp16", device=target.device if base == "torchscript" else "cpu")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt.exporter(pipeline, path, build_metadata(fmt.name, config, sha, 0.5), opts)
+    fmt.exporter(pipeline, path, build_metadata(fmt.name, config, sha, 0.5, extent), opts)
     return files
 
 

@@ -74,7 +74,7 @@ def _accuracy(runner, sets: list[dict]) -> dict:
 def run(spec: dict) -> dict:
     target = Target(**spec["target"])
     ctx = Context(workdir=Path(spec["workdir"]), weights=spec.get("weights"), threads=spec.get("threads"),
-                  calibration=[np.load(p) for p in spec.get("calibration", [])])
+                  calibration=[np.load(p) for p in spec.get("calibration", [])], extent=spec.get("extent", "visible"))
     budget = QUICK if spec.get("quick") else FULL
     if spec.get("min_seconds") is not None and not spec.get("quick"):
         budget = dataclasses.replace(budget, min_seconds=float(spec["min_seconds"]))

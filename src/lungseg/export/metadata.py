@@ -58,7 +58,7 @@ def build_metadata(fmt: str, config: dict, weights_sha256: str, threshold: float
         "extent": check_extent(extent),
         "preprocessing": {
             "resize": "antialiased linear (triangle filter), half-pixel centres, to image_size x image_size",
-            "standardize": "per image: (x - mean) / sqrt(var + eps), clipped to +-clip",
+            "standardize": "per image: x / max|x|, then (x - mean) / sqrt(var + eps), clipped to +-clip",
             "eps": EPS,
             "clip": CLIP,
         },
