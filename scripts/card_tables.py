@@ -24,6 +24,8 @@ def sets_table(paths) -> str:
             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in paths:
         for name, s in json.loads(Path(p).read_text()).items():
+            if name == "pooled":  # the quality estimate over all sets, not a set
+                continue
             groups = []
             for key in ("tb", "normal"):
                 if f"dice_mean_{key}" in s:

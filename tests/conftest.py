@@ -43,9 +43,13 @@ def synthetic_xray(h: int = 96, w: int = 96, seed: int = 0, dtype=np.uint8) -> t
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """An untrained resnet18+SGA weights file with a 64x64 network input and both extents
-    (visible, full) as outputs, like the shipped model (fast, deterministic)."""
+    (visible, full) as outputs, and a quality head with a non-constant Dice estimate, like the
+    shipped model (fast, deterministic)."""
     torch.manual_seed(0)
-    model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8), extents=("visible", "full"))
+    model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8), extents=("visible", "full"),
+                         quality={"width": 4})
+    model.quality_head.coef.copy_(torch.tensor([0.5, 0.2, 0.1, -1.0]))
+    model.quality_head.bias.copy_(torch.tensor([-1.0, -1.2]))
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_weights(path, model.eval(), image_size=64)
     return path
@@ -82,7 +86,7 @@ def tiny_threshold(tiny_weights) -> float:
 
     network, config = load_weights(tiny_weights)
     _, pixels = next(parity_batches(None, ((512, 512),)))
-    prob, _ = eager(SegmentationPipeline(network, config["image_size"]), pixels)
+    prob = eager(SegmentationPipeline(network, config["image_size"]), pixels)[0]
     return float(np.median(prob))
 
 

@@ -81,9 +81,18 @@ def test_evaluate_json_prints_one_line_per_dataset_and_no_bars(synthetic_data, t
                                   "--json", str(tmp_path / "s.json")])
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:2]] == ["a", "b"] and len(lines) == 3
-    assert "Dice" in lines[0] and "{" not in r.stdout
-    assert set(json.loads((tmp_path / "s.json").read_text())) == {"a", "b"}
+    scores = [line for line in lines if "IoU" in line]
+    quality = [line for line in lines if "quality vs Dice" in line]
+    assert [line.split()[0] for line in scores] == ["a", "b"] and len(lines) == 6
+    assert [line.split()[0] for line in quality] == ["a", "b", "pooled"] and "{" not in r.stdout
+    assert "baseline mean probability in the mask" in quality[2]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary) == {"a", "b", "pooled"}
+    pooled = summary["pooled"]["quality"]
+    assert pooled["n"] == summary["a"]["n"] + summary["b"]["n"]
+    # an untrained tiny model may give every image the same quality: no ranking (NaN) then
+    assert not pooled["spearman_quality"] < -1 and not pooled["spearman_quality"] > 1
+    assert 0 <= pooled["mae_quality"] <= 1
     assert "\r" not in r.stderr
 
 

@@ -52,7 +52,7 @@ def test_export_passes_parity_on_nontrivial_masks(fmt, exported, tiny_pipeline):
         assert row["max_abs_prob_diff"] <= 1e-4 and row["dice"] >= 0.999
     # the Dice figures mean something: the eager masks at this threshold are neither empty nor full
     for _, pixels in parity_batches(None, EXPORT_PARITY_SIZES):
-        _, mask = eager(tiny_pipeline, pixels)
+        mask = eager(tiny_pipeline, pixels)[1]
         assert 0.1 < mask.mean() < 0.9
 
 
@@ -62,9 +62,11 @@ def test_dynamic_batch_height_and_width(fmt, exported, tiny_pipeline):
     rng = np.random.default_rng(1)
     for shape in [(1, 37, 53), (3, 64, 64), (2, 300, 190), (1, 2, 2)]:
         pixels = rng.integers(0, 65535, shape).astype(np.uint16)
-        ref_prob, ref_mask = eager(tiny_pipeline, pixels)
-        prob, mask = backend(pixels.astype(np.float32)[:, None])
+        ref_prob, ref_mask, ref_quality = eager(tiny_pipeline, pixels)
+        prob, mask, quality = backend(pixels.astype(np.float32)[:, None])
         assert prob.shape == mask.shape == (shape[0], 1, *shape[1:])
+        assert quality.shape == (shape[0], 4) and np.isfinite(quality).all()
+        assert np.abs(quality - ref_quality).max() <= 2e-3
         assert prob.dtype == np.float32 and mask.dtype == np.uint8
         assert np.abs(prob[:, 0] - ref_prob).max() <= 1e-4
         assert (mask[:, 0] != ref_mask).mean() <= 1e-3
@@ -99,7 +101,8 @@ def test_onnx_graph_contract_and_tensorrt_ops(exported):
 
     assert io(model.graph.input) == {"pixels": (onnx.TensorProto.FLOAT, ["N", 1, "H", "W"])}
     assert io(model.graph.output) == {"probability": (onnx.TensorProto.FLOAT, ["N", 1, "H", "W"]),
-                                      "mask": (onnx.TensorProto.UINT8, ["N", 1, "H", "W"])}
+                                      "mask": (onnx.TensorProto.UINT8, ["N", 1, "H", "W"]),
+                                      "quality": (onnx.TensorProto.FLOAT, ["N", 4])}
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["lungseg.json"])["image_size"] == 64
     assert props["image_size"] == "64" and props["precision"] == "fp32" and props["opset"] == "18"
@@ -167,25 +170,31 @@ def test_parity_judge_fails_on_differences(tiny_pipeline):
     pixels = np.stack([synthetic_xray(96, 80, seed=i) for i in range(2)])
 
     def exact(x):
-        prob, mask = eager(tiny_pipeline, x[:, 0])
-        return prob[:, None], mask[:, None]
+        prob, mask, quality = eager(tiny_pipeline, x[:, 0])
+        return prob[:, None], mask[:, None], quality
 
     def shifted(x):
-        prob, mask = exact(x)
-        return prob + 2e-4, mask
+        prob, mask, quality = exact(x)
+        return prob + 2e-4, mask, quality
 
     def flipped(x):
-        prob, mask = exact(x)
+        prob, mask, quality = exact(x)
         mask = mask.copy()
         mask[:, :, :20] = 1 - mask[:, :, :20]
-        return prob, mask
+        return prob, mask, quality
+
+    def other_quality(x):
+        prob, mask, quality = exact(x)
+        return prob, mask, quality + 0.01
 
     assert compare(tiny_pipeline, exact, pixels).ok
+    assert not compare(tiny_pipeline, other_quality, pixels).ok  # the quality output is compared too
     assert not compare(tiny_pipeline, shifted, pixels).ok
     assert compare(tiny_pipeline, shifted, pixels, precision="fp16").ok  # fp16: Dice only
     case = compare(tiny_pipeline, flipped, pixels, precision="fp16")
     assert not case.ok and case.dice < 0.995
-    assert not compare(tiny_pipeline, lambda x: (exact(x)[0], exact(x)[1].astype(np.int64)), pixels).ok  # dtype
+    assert not compare(tiny_pipeline, lambda x: (exact(x)[0], exact(x)[1].astype(np.int64), exact(x)[2]),
+                       pixels).ok  # dtype
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -204,7 +204,8 @@ def test_non_finite_exported_weights_are_refused(tmp_path, exported):
     from onnx import numpy_helper
 
     model = onnx.load(str(exported("onnx").path))
-    init = next(i for i in model.graph.initializer if numpy_helper.to_array(i).size > 100)
+    init = next(i for i in model.graph.initializer  # a weight of the segmentation network, not the quality head
+                if numpy_helper.to_array(i).size > 100 and "quality" not in i.name)
     array = numpy_helper.to_array(init).copy()
     array.flat[0] = np.nan
     init.CopyFrom(numpy_helper.from_array(array, init.name))
@@ -296,28 +297,39 @@ class _OneOutput(torch.nn.Module):
         return torch.sigmoid(x * 0.0)
 
 
-class _ThreeOutputs(torch.nn.Module):
+class _FourOutputs(torch.nn.Module):
     def forward(self, x):
         p = torch.sigmoid(x * 0.0)
-        return p, (p > 0.5).to(torch.uint8), p
+        return p, (p > 0.5).to(torch.uint8), p, p
+
+
+def _quality(x):
+    return torch.zeros_like(x[:, 0, 0, :1]).expand(-1, 4)
 
 
 class _HalfSize(torch.nn.Module):
     def forward(self, x):
         p = torch.sigmoid(x[:, :, ::2, ::2] * 0.0)
-        return p, (p > 0.4).to(torch.uint8)
+        return p, (p > 0.4).to(torch.uint8), _quality(x)
 
 
 class _FloatMask(torch.nn.Module):
     def forward(self, x):
         p = torch.sigmoid(x * 0.0)
-        return p, (p > 0.4).float()
+        return p, (p > 0.4).float(), _quality(x)
+
+
+class _WideQuality(torch.nn.Module):
+    def forward(self, x):
+        p = torch.sigmoid(x * 0.0)
+        return p, (p > 0.4).to(torch.uint8), p
 
 
 @pytest.mark.parametrize("module,message", [
-    (_OneOutput(), "the graph returns one Tensor"), (_ThreeOutputs(), "the graph returns 3 outputs"),
+    (_OneOutput(), "the graph returns one Tensor"), (_FourOutputs(), "the graph returns 4 outputs"),
     (_HalfSize(), r"output probability has shape \[1, 1, 256, 256\] for an input of shape \[1, 1, 512, 512\]"),
     (_FloatMask(), "output mask is float32, not lungseg's uint8"),
+    (_WideQuality(), r"output quality has shape \[1, 1, 512, 512\] for an input of shape \[1, 1, 512, 512\]"),
 ])
 def test_torchscript_of_another_model_with_lungseg_metadata(tmp_path, exported, module, message):
     meta = json.loads(read_extra_file(exported("torchscript").path))
@@ -339,11 +351,16 @@ def _onnx_graph(tmp_path, exported, name: str, half: bool, mask_type=None):
              helper.make_node("Sigmoid", ["z2"], ["probability"]),
              helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t0", TensorProto.FLOAT, [], [0.4])),
              helper.make_node("Greater", ["probability", "t"], ["above"]),
-             helper.make_node("Cast", ["above"], ["mask"], to=mask_type)]
+             helper.make_node("Cast", ["above"], ["mask"], to=mask_type),
+             helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [2], [2, 3])),
+             helper.make_node("ReduceMean", ["probability", "axes"], ["mean"], keepdims=0),
+             helper.make_node("Constant", [], ["four"], value=helper.make_tensor("f", TensorProto.INT64, [2], [1, 4])),
+             helper.make_node("Expand", ["mean", "four"], ["quality"])]
     dims = ["N", 1, "H", "W"]
     graph = helper.make_graph(nodes, "other", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, dims)],
                               [helper.make_tensor_value_info("probability", TensorProto.FLOAT, None),
-                               helper.make_tensor_value_info("mask", mask_type, None)])
+                               helper.make_tensor_value_info("mask", mask_type, None),
+                               helper.make_tensor_value_info("quality", TensorProto.FLOAT, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     from lungseg.export.onnx import set_metadata
 

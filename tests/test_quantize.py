@@ -34,7 +34,7 @@ def tiny_onnx(request, tmp_path_factory):
     save_weights(weights, model, image_size=64)
     # a threshold at the eager model's median probability, so that its mask is about half the image
     network, config = load_weights(weights)
-    prob, _ = eager(SegmentationPipeline(network, config["image_size"]), synthetic_xray(SIZE[1], SIZE[0])[None])
+    prob = eager(SegmentationPipeline(network, config["image_size"]), synthetic_xray(SIZE[1], SIZE[0])[None])[0]
     threshold = float(np.median(prob))
     result = lungseg.export(weights, "onnx", folder / "tiny.onnx", threshold=threshold, parity_sizes=(SIZE,))
     return result.path

@@ -13,10 +13,11 @@ from . import export  # noqa: E402
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # The inference API is imported on first use, so that `import lungseg` stays light.
-_LAZY = {"segment": "api", "Segmenter": "api", "measure": "api", "load": "runtime"}
+_LAZY = {"segment": "api", "analyze": "api", "Result": "api", "Segmenter": "api", "measure": "api",
+         "load": "runtime"}
 
 __all__ = ["__version__", "InputError", "LungsegError", "MissingExtraError", "ModelError", "create_model",
-           "segment", "Segmenter", "measure", "load", "export"]
+           "segment", "analyze", "Result", "Segmenter", "measure", "load", "export"]
 
 
 def __getattr__(name):
@@ -34,5 +35,5 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # static analysis and IDEs see the lazy names
-    from .api import Segmenter, measure, segment  # noqa: F401
+    from .api import Result, Segmenter, analyze, measure, segment  # noqa: F401
     from .runtime import load  # noqa: F401

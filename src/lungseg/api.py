@@ -1,10 +1,11 @@
-"""Python inference API: :class:`Segmenter` (configure once, segment many) and ``segment()``."""
+"""Python inference API: :class:`Segmenter` (configure once, segment many), ``segment()`` and ``analyze()``."""
 
 from __future__ import annotations
 
 import functools
 import json
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from .errors import InputError, ModelError
 from .extents import DEFAULT_EXTENT, check_extent
 from .io import load_any
 from .pipeline import SegmentationPipeline
+from .quality import MIN_QUALITY, flags_of
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
@@ -27,6 +29,33 @@ def default_weights() -> tuple[Path, str]:
     if not DEFAULT_CARD.is_file() or not DEFAULT_WEIGHTS.is_file():
         raise ModelError(f"{DEFAULT_WEIGHTS}: the default weights are not installed")
     return DEFAULT_WEIGHTS, json.loads(DEFAULT_CARD.read_text())["sha256"]
+
+
+@dataclass
+class Result:
+    """What :func:`analyze` knows about one image.
+
+    ``mask`` 0/1 and ``labels`` 0/1/2 (uint8, the image's size), ``probability`` (float32),
+    ``areas`` (:func:`measure` of the labels), ``quality`` (the estimated Dice of the mask
+    against an expert's, in [0, 1]; NaN for a model without a quality head), ``flags``
+    (reasons not to trust the mask, :data:`lungseg.quality.FLAGS`), and the parts of the
+    estimate: ``dice_estimate``, ``frontal_probability``, ``inverted_probability``.
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    probability: np.ndarray
+    areas: dict
+    quality: float
+    flags: list[str] = field(default_factory=list)
+    dice_estimate: float = float("nan")
+    frontal_probability: float = float("nan")
+    inverted_probability: float = float("nan")
+
+    @property
+    def trusted(self) -> bool:
+        """True when no flag is raised."""
+        return not self.flags
 
 
 def resolve_device(device="auto", *, cuda_available: bool | None = None, no_cuda: str | None = None) -> torch.device:
@@ -67,15 +96,15 @@ class BaseSegmenter:
 
     A subclass sets ``threshold`` (the one its graph applies), ``postprocess``, ``config``
     and ``extent`` (the default mask convention, see :mod:`lungseg.extents`) and implements
-    ``_run(batch [N, H, W], extent) -> (probability float32, mask uint8)``, both
-    ``[N, H, W]``; input reading, re-thresholding and clean-up live here once.
+    ``_run(batch [N, H, W], extent) -> (probability float32, mask uint8, quality float32)``,
+    ``[N, H, W]``, ``[N, H, W]`` and ``[N, 4]``; input reading, re-thresholding and clean-up live here once.
     """
 
     threshold: float
     postprocess: bool
     extent: str = DEFAULT_EXTENT
 
-    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def _extent(self, extent: str | None) -> str:
@@ -102,11 +131,39 @@ class BaseSegmenter:
         ``extent``: ``"visible"`` (the lung field) or ``"full"`` (the full lung extent, with
         the lung behind the heart); None: the segmenter's own.
         """
-        prob, mask = self._run(load_any(image)[None], self._extent(extent))
+        prob, mask, _ = self._run(load_any(image)[None], self._extent(extent))
         return self._finish(prob[0], mask[0], labels, threshold, postprocess)
 
     def segment_many(self, images, *, batch_size: int = 4, extent: str | None = None, **kwargs) -> list[np.ndarray]:
         """Segment several images; images of equal size run through the network together."""
+        options = {"labels": False, "threshold": None, "postprocess": None, **kwargs}
+        return self._many(images, batch_size, extent, lambda p, m, q: self._finish(p, m, **options))
+
+    def analyze(self, image, *, extent: str | None = None, threshold: float | None = None,
+                postprocess: bool | None = None, min_quality: float = MIN_QUALITY) -> Result:
+        """Mask, labels, probability, areas, quality and flags of one image (a :class:`Result`).
+
+        ``min_quality``: quality under it raises the ``low_confidence`` flag.
+        """
+        prob, mask, quality = self._run(load_any(image)[None], self._extent(extent))
+        return self._result(prob[0], mask[0], quality[0], threshold, postprocess, min_quality)
+
+    def analyze_many(self, images, *, batch_size: int = 4, extent: str | None = None, threshold: float | None = None,
+                     postprocess: bool | None = None, min_quality: float = MIN_QUALITY) -> list[Result]:
+        """:meth:`analyze` of several images; images of equal size run through the network together."""
+        return self._many(images, batch_size, extent,
+                          lambda p, m, q: self._result(p, m, q, threshold, postprocess, min_quality))
+
+    def _result(self, prob, mask, quality, threshold, postprocess, min_quality) -> Result:
+        labels = self._finish(prob, mask, True, threshold, postprocess)
+        row = [float(v) for v in quality]
+        return Result(mask=(labels > 0).astype(np.uint8), labels=labels, probability=prob,
+                      areas=post.measure(labels, labels=True), quality=row[0],
+                      flags=flags_of(row, labels, min_quality), dice_estimate=row[1],
+                      frontal_probability=row[2], inverted_probability=row[3])
+
+    def _many(self, images, batch_size: int, extent, finish) -> list:
+        """``finish(probability, mask, quality)`` of each image; equal sizes batched together."""
         extent = self._extent(extent)
         arrays = [load_any(im) for im in images]
         out: list = [None] * len(arrays)
@@ -116,10 +173,9 @@ class BaseSegmenter:
         for idx in by_shape.values():
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k:k + batch_size]
-                prob, mask = self._run(np.stack([arrays[i] for i in chunk]), extent)
+                prob, mask, quality = self._run(np.stack([arrays[i] for i in chunk]), extent)
                 for j, i in enumerate(chunk):
-                    out[i] = self._finish(prob[j], mask[j], **{"labels": False, "threshold": None,
-                                                                "postprocess": None, **kwargs})
+                    out[i] = finish(prob[j], mask[j], quality[j])
         return out
 
 
@@ -161,13 +217,16 @@ class Segmenter(BaseSegmenter):
         self.pipeline = pipeline.to(self.device).eval()
 
     @torch.inference_mode()
-    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         if extent == self.extent:
-            prob, mask = self.pipeline(pixels[:, None])
+            out = self.pipeline(pixels[:, None])
         else:
-            prob, mask = self.pipeline.run(pixels[:, None], extent)
-        return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy()
+            out = self.pipeline.run(pixels[:, None], extent)
+        prob, mask = out[0], out[1]
+        # a deploy module without a quality output (the benchmark's peer replicas): NaN
+        quality = out[2].float().cpu().numpy() if len(out) > 2 else np.full((len(batch), 4), np.nan, np.float32)
+        return prob[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy(), quality
 
 
 def _serialised(cached):
@@ -206,6 +265,18 @@ def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess:
     """
     return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess,
                                              extent=extent)
+
+
+def analyze(image, *, extent: str = DEFAULT_EXTENT, threshold: float = 0.5, device: str = "auto",
+            min_quality: float = MIN_QUALITY) -> Result:
+    """Segment one X-ray with the shipped model and say how far the mask can be trusted.
+
+    Returns a :class:`Result`: ``mask``, ``labels``, ``probability``, ``areas``, ``quality``
+    (estimated Dice against an expert's mask, in [0, 1]) and ``flags`` (e.g.
+    ``not_frontal_chest``, ``inverted``, ``one_lung``, ``implausible_shape``,
+    ``low_confidence`` when quality is under ``min_quality``). See :mod:`lungseg.quality`.
+    """
+    return _cached_segmenter(device).analyze(image, extent=extent, threshold=threshold, min_quality=min_quality)
 
 
 def measure(mask_or_labels, spacing=None, *, labels: bool | None = None) -> dict:

@@ -29,7 +29,8 @@ from .errors import InputError, LungsegError
 from .io import (DICOM_SUFFIXES, IMAGE_SUFFIXES, is_dicom_file, load_image, remove_stale_temp_files,
                  write_bytes_atomic, write_png_atomic)
 from .overlay import draw_overlay
-from .postprocess import label_lungs, measure
+from .postprocess import measure
+from .quality import MIN_QUALITY
 
 try:
     import fcntl
@@ -40,7 +41,7 @@ REPORT_NAME = "report.csv"
 LOCK_NAME = ".lungseg.lock"
 VISIBLE_LABELS = np.array([0, 128, 255], np.uint8)  # --labels-visible: 0/1/2 labels as grey levels a viewer shows
 REPORT_FIELDS = ["file", "status", "mask", "overlay", "width", "height", "right_px", "left_px", "total_px",
-                 "right_mm2", "left_mm2", "total_mm2", "right_left_ratio", "error"]
+                 "right_mm2", "left_mm2", "total_mm2", "right_left_ratio", "quality", "flags", "error"]
 
 
 @dataclass(frozen=True)
@@ -382,8 +383,8 @@ def _mask_image(lungs: np.ndarray, mask: np.ndarray, labels: str | None) -> np.n
     return VISIBLE_LABELS[lungs] if labels == "visible" else lungs
 
 
-def _write_outputs(job: Job, loaded, mask: np.ndarray, out: Path, labels: str | None, overlay: bool) -> dict:
-    lungs = label_lungs(mask)
+def _write_outputs(job: Job, loaded, result, out: Path, labels: str | None, overlay: bool) -> dict:
+    lungs, mask = result.labels, result.mask
     areas = measure(lungs, loaded.spacing, labels=True)
     mask_path = out / f"{job.name}.png"
     write_png_atomic(mask_path, _mask_image(lungs, mask, labels))
@@ -393,6 +394,7 @@ def _write_outputs(job: Job, loaded, mask: np.ndarray, out: Path, labels: str | 
         write_png_atomic(overlay_path, draw_overlay(loaded.pixels, lungs))
         row["overlay"] = overlay_path.relative_to(out).as_posix()
     row.update({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in areas.items()})
+    row.update(quality=f"{result.quality:.4f}", flags=" ".join(result.flags))
     return row
 
 
@@ -409,7 +411,7 @@ def _labels_mode(labels) -> str | None:
 
 def segment_files(segmenter, jobs: list[Job], out_dir, *, labels: bool | str = False, overlay: bool = False,
                   batch_size: int = 4, workers: int = 2, progress: bool | None = False,
-                  report: ReportWriter | None = None) -> list[dict]:
+                  report: ReportWriter | None = None, min_quality: float | None = None) -> list[dict]:
     """Segment ``jobs`` with ``segmenter`` into ``out_dir``; returns the report rows.
 
     ``labels``: False for 0/255 masks, True for 0/1/2 labels, ``"visible"`` for labels as
@@ -418,6 +420,9 @@ def segment_files(segmenter, jobs: list[Job], out_dir, *, labels: bool | str = F
     default a new ``OUT/report.csv``) as each image finishes. When interrupted (Ctrl-C,
     or SIGTERM inside :func:`sigterm_interrupts`), the inputs not done get an
     ``interrupted`` row, so the report has one row per input, and the interrupt propagates.
+    Every row written has the image's ``quality`` and ``flags`` (:mod:`lungseg.quality`);
+    with ``min_quality``, an image whose quality is under it (or unknown) gets the status
+    ``review`` instead of ``ok`` (its mask is written all the same).
     """
     from tqdm import tqdm
 
@@ -443,7 +448,7 @@ def segment_files(segmenter, jobs: list[Job], out_dir, *, labels: bool | str = F
         for k, chunk in enumerate(chunks):
             loaded = finish(pending)
             pending = start(chunks[k + 1]) if k + 1 < len(chunks) else None
-            for row in _segment_chunk(segmenter, chunk, loaded, out, mode, overlay):
+            for row in _segment_chunk(segmenter, chunk, loaded, out, mode, overlay, min_quality):
                 report.add(row)
                 rows.append(row)
                 bar.update(1)
@@ -466,13 +471,16 @@ def _interruption(e: KeyboardInterrupt) -> InputError:
     return InputError(f"not segmented: interrupted by {'SIGTERM' if isinstance(e, Terminated) else 'SIGINT'}")
 
 
-def _segment_chunk(segmenter, chunk, loaded, out: Path, labels: str | None, overlay: bool):
+def _segment_chunk(segmenter, chunk, loaded, out: Path, labels: str | None, overlay: bool,
+                   min_quality: float | None = None):
     """Yield the report row of each job of the chunk, in order, as it finishes."""
     ok = [i for i, x in enumerate(loaded) if not isinstance(x, BaseException)]
-    masks: dict = {}
+    results: dict = {}
     error = None
+    cutoff = MIN_QUALITY if min_quality is None else float(min_quality)
     try:
-        masks = dict(zip(ok, segmenter.segment_many([loaded[i].pixels for i in ok], batch_size=max(1, len(ok)))))
+        results = dict(zip(ok, segmenter.analyze_many([loaded[i].pixels for i in ok], batch_size=max(1, len(ok)),
+                                                      min_quality=cutoff)))
     except Exception as e:  # e.g. out of memory on the device: fail this batch, go on with the next
         error = e
     for i, job in enumerate(chunk):
@@ -480,9 +488,11 @@ def _segment_chunk(segmenter, chunk, loaded, out: Path, labels: str | None, over
         problem = loaded[i] if isinstance(loaded[i], BaseException) else error
         if problem is None:
             try:
-                h, w = masks[i].shape
-                row.update(status="ok", width=w, height=h, **_write_outputs(job, loaded[i], masks[i], out,
-                                                                             labels, overlay))
+                res = results[i]
+                h, w = res.mask.shape
+                review = min_quality is not None and not res.quality >= cutoff
+                row.update(status="review" if review else "ok", width=w, height=h,
+                           **_write_outputs(job, loaded[i], res, out, labels, overlay))
             except Exception as e:  # disk full, permissions
                 problem = e
         if problem is not None:

@@ -185,10 +185,35 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
         return
     write_bytes_atomic(json_path, text.encode())
     for name, s in summary.items():
-        click.echo(f"{name} ({s['extent']}, n={s['n']}): Dice {s['dice_mean']:.4f} +- {s['dice_std']:.4f} "
-                   f"(min {s['dice_min']:.4f}), IoU {s['iou_mean']:.4f}, HD95 {s['hd95_mean']:.1f} px, "
-                   f"ASSD {s['assd_mean']:.2f} px")
+        q = s["quality"]
+        if name != "pooled":
+            click.echo(f"{name} ({s['extent']}, n={s['n']}): Dice {s['dice_mean']:.4f} +- {s['dice_std']:.4f} "
+                       f"(min {s['dice_min']:.4f}), IoU {s['iou_mean']:.4f}, HD95 {s['hd95_mean']:.1f} px, "
+                       f"ASSD {s['assd_mean']:.2f} px")
+        click.echo(f"{name} quality vs Dice (n={q['n']}): Spearman {q['spearman_quality']:.3f} (baseline mean "
+                   f"probability in the mask {q['spearman_mean_probability']:.3f}), MAE {q['mae_quality']:.4f}, "
+                   f"flagged {q['n_flagged']}")
     click.echo(f"summary written to {json_path}")
+
+
+@main.command("fit-quality")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="Data folder (repeatable): its train split trains the view check, its val split calibrates.")
+@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Weights file of the segmentation network (frozen).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Weights file to write: the model with its fitted quality head.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="View-check examples drawn per training image (x5 kinds).")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+def fit_quality(data, model, out, rounds, epochs, seed):
+    """Train the view check and calibrate the Dice estimate of a model (lungseg.quality)."""
+    from .quality_fit import fit_quality as run
+
+    if Path(out).exists():
+        raise InputError(f"{out}: exists; give a new file name (nothing is overwritten)")
+    click.echo(json.dumps(run(model, data, out, rounds=rounds, epochs=epochs, seed=seed), indent=2))
 
 
 @main.command()
@@ -213,14 +238,19 @@ def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
                    "and the outputs an earlier run lists in OUT/report.csv are not read as inputs.")
 @click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
               help="visible: the lung field (heart shadow left out); full: the full lung extent, lung behind the heart included.")
+@click.option("--min-quality", default=None, type=click.FloatRange(0, 1),
+              help="Give images whose quality (estimated Dice, report column 'quality') is under this the status "
+                   "'review' (not a failure; the mask is written); also the cut-off of the low_confidence flag "
+                   "(default 0.90).")
 def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, batch_size, workers, allow_input_folder,
-            extent):
+            extent, min_quality):
     """Segment the lungs in X-ray files and folders (PNG, JPEG, TIFF, BMP, DICOM) into OUT.
 
     Folders are searched recursively. Writes OUT/<name>.png per input, OUT/<name>_overlay.png
     with --overlay, and OUT/report.csv (one row per input, written as each finishes); a bad
     file is reported and skipped. A second run into the same OUT at the same time is
-    refused. Exit status 1 when any input failed, 2 for unusable arguments, 130/143 when
+    refused. report.csv has each image's quality (estimated Dice) and flags (reasons not to
+    trust the mask); see --min-quality. Exit status 1 when any input failed, 2 for unusable arguments, 130/143 when
     interrupted (Ctrl-C/SIGTERM; the report then lists the inputs not done).
     """
     from . import batch
@@ -240,7 +270,7 @@ def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, bat
             with batch.sigterm_interrupts():
                 batch.segment_files(segmenter, jobs, out_dir, labels="visible" if labels_visible else labels,
                                     overlay=overlay, batch_size=batch_size, workers=workers, progress=None,
-                                    report=report)
+                                    report=report, min_quality=min_quality)
         except KeyboardInterrupt as e:
             status = 143 if isinstance(e, batch.Terminated) else 130
         finally:
@@ -264,10 +294,13 @@ def _segment_summary(rows: list[dict], total: int, ignored, out_dir) -> int:
     """Print what ``lungseg segment`` did (also when cut short); returns 1 if an input failed, else 0."""
     from .batch import REPORT_NAME, quote_name
 
-    done = [r for r in rows if r["status"] == "ok"]
+    done = [r for r in rows if r["status"] in ("ok", "review")]
+    review = [r for r in rows if r["status"] == "review"]
     failed = [r for r in rows if r["status"] == "failed"]
     click.echo(f"{len(done)} of {total} images segmented into {quote_name(out_dir)} "
                f"(report: {quote_name(Path(out_dir) / REPORT_NAME)})")
+    if review:
+        click.echo(f"{len(review)} to review (quality under --min-quality; status 'review' in the report)")
     if ignored:
         click.echo(f"ignored {len(ignored)} file(s) in input folders that are not images or DICOMs "
                    f"by name, e.g. {quote_name(ignored[0])}")

@@ -6,7 +6,10 @@ one; pixels of an ``ignore`` mask count neither way. The summary holds, per data
 by folder name), ``extent``, ``n``, ``dice_mean``, ``dice_std``, ``dice_min``, ``iou_mean``,
 ``hd95_mean``, ``assd_mean`` (distances in pixels of the mask grid), the Dice means of
 TB-positive and normal images where the index gives ``tb_label``, and per ``finding``
-where it gives one. A ground-truth mask covering more than :data:`FULL_MASK_FRACTION` of
+where it gives one, and how well the quality estimate ranks and predicts Dice
+(:func:`quality_summary`: Spearman of ``quality`` and of the baseline ``mean_probability``
+(mean lung probability inside the mask) with Dice, mean absolute error of quality as a
+Dice estimate, images flagged); ``summary["pooled"]`` gives the same over all images. A ground-truth mask covering more than :data:`FULL_MASK_FRACTION` of
 its image (an inverted mask, most likely) is scored but logged as a warning.
 """
 
@@ -24,11 +27,12 @@ from .api import Segmenter
 from .data import find_samples, load_sample
 from .data.datasets import load_ignore
 from .io import write_bytes_atomic, write_png_atomic
-from .metrics import all_metrics
+from .metrics import all_metrics, spearman
 from .overlay import draw_overlay
 from .postprocess import label_lungs
 
-FIELDS = ["dataset", "id", "extent", "tb_label", "finding", "dice", "iou", "hd95", "assd"]
+FIELDS = ["dataset", "id", "extent", "tb_label", "finding", "dice", "iou", "hd95", "assd", "quality",
+          "mean_probability", "flags"]
 FULL_MASK_FRACTION = 0.8  # lungs never cover this much of a chest X-ray: the mask is likely inverted
 
 log = logging.getLogger(__name__)
@@ -50,9 +54,23 @@ def _summary(rows: list[dict]) -> dict:
         out["by_finding"] = {f: {"n": len([r for r in rows if r["finding"] == f]),
                                  "dice_mean": float(np.mean([r["dice"] for r in rows if r["finding"] == f]))}
                              for f in findings}
-    out["worst"] = [{"id": r["id"], "dice": r["dice"], "tb_label": r["tb_label"]}
+    out["worst"] = [{"id": r["id"], "dice": r["dice"], "tb_label": r["tb_label"], "quality": r["quality"]}
                     for r in sorted(rows, key=lambda r: r["dice"])[:3]]
+    out["quality"] = quality_summary(rows)
     return out
+
+
+def quality_summary(rows: list[dict]) -> dict:
+    """How well each image's ``quality`` (and the baseline ``mean_probability``) predicts its Dice."""
+    d = np.array([r["dice"] for r in rows])
+    q = np.array([r["quality"] for r in rows])
+    base = np.array([r["mean_probability"] for r in rows])
+    flagged = [r for r in rows if r["flags"]]
+    return {"n": len(rows), "spearman_quality": spearman(q, d), "spearman_mean_probability": spearman(base, d),
+            "mae_quality": float(np.mean(np.abs(q - d))) if not np.isnan(q).any() else float("nan"),
+            "quality_mean": float(q.mean()), "n_flagged": len(flagged),
+            "flag_counts": {f: sum(f in r["flags"].split() for r in rows)
+                            for f in sorted({f for r in flagged for f in r["flags"].split()})}}
 
 
 def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", out_dir=None,
@@ -84,13 +102,18 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
                 log.warning("%s: the mask covers %.0f%% of the image; inverted (lung black)?",
                             s.masks[0] if len(s.masks) == 1 else s.image, 100 * coverage)
             own = extent or s.extent
-            pred = segmenter.segment(image, extent=own if own in segmenter.extents else single)
+            res = segmenter.analyze(image, extent=own if own in segmenter.extents else single)
+            pred = res.mask
+            inside = res.probability[pred > 0]
             rows.append({"dataset": s.dataset, "id": s.id, "extent": own, "tb_label": s.tb_label,
                          "finding": s.finding, **all_metrics(pred, truth, ignore=load_ignore(s, truth.shape)),
-                         "_sample": s, "_pred": pred})
+                         "quality": res.quality, "mean_probability": float(inside.mean()) if inside.size else 0.0,
+                         "flags": " ".join(res.flags), "_sample": s, "_pred": pred})
         key = Path(d).resolve().name
         results[key] = _summary(rows)
         all_rows += rows
+    if len(results) > 1:
+        results["pooled"] = {"n": len(all_rows), "quality": quality_summary(all_rows)}
     if out_dir is not None:
         _write_details(all_rows, Path(out_dir), n_worst)
     return results

@@ -97,3 +97,24 @@ def all_metrics(pred, target, spacing=None, ignore=None) -> dict:
     pd = without_ignored(p, t, ignore)
     return {"dice": dice_score(pk, tk), "iou": iou_score(pk, tk),
             "hd95": hd95(pd, t, spacing), "assd": assd(pd, t, spacing)}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of two sequences (NaN when either is constant or has a NaN)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / den) if den > 0 else float("nan")

@@ -34,7 +34,7 @@ IMAGE_SIZE_MIN, IMAGE_SIZE_MAX, IMAGE_SIZE_STEP = 32, 2048, 32
 DECODER_STAGES, DECODER_CHANNELS_MAX = 5, 512
 MAX_ACTIVATION = 1 << 27  # elements of the largest decoder activation, per image
 IN_CHANNELS = 1
-MODEL_ARGS = ("encoder", "attention", "decoder_channels", "in_channels", "extents")
+MODEL_ARGS = ("encoder", "attention", "decoder_channels", "in_channels", "extents", "quality")
 REQUIRED_MODEL_ARGS = ("encoder", "attention", "decoder_channels", "in_channels")
 PRECISIONS = ("fp32", "fp16", "int8")
 TRACE_DEVICES = ("cpu", "cuda")
@@ -94,8 +94,14 @@ def _extents(v):
     return f"must be distinct names from {', '.join(EXTENTS)}, at least one"
 
 
+def _quality(v):
+    if v is None or (isinstance(v, dict) and set(v) == {"width"} and _is_int(v["width"]) and 4 <= v["width"] <= 64):
+        return None
+    return 'must be null or {"width": 4..64} (the quality head)'
+
+
 MODEL_RULES = {"encoder": _encoder, "attention": _attention, "decoder_channels": _decoder_channels,
-               "in_channels": _in_channels, "extents": _extents}
+               "in_channels": _in_channels, "extents": _extents, "quality": _quality}
 
 
 def _check_keys(where, obj, field: str, allowed, required) -> None:

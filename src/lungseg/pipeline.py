@@ -1,4 +1,4 @@
-"""The deploy module: raw pixels -> Preprocess -> network -> Postprocess -> mask.
+"""The deploy module: raw pixels -> Preprocess -> network -> Postprocess -> mask (+ quality).
 
 This is the one module that Python inference, evaluation, validation during training
 and every exported artifact run, so all of them map the same pixels to the same mask.
@@ -11,12 +11,15 @@ from torch import nn
 
 from .extents import DEFAULT_EXTENT, channel_of
 from .preprocess import DEFAULT_SIZE, Postprocess, Preprocess
+from .quality import QUALITY_FIELDS
 
 
 class SegmentationPipeline(nn.Module):
-    """``forward(pixels [N, 1, H, W]) -> (probability float32, mask uint8)``, both ``[N, 1, H, W]``.
+    """``forward(pixels [N, 1, H, W]) -> (probability, mask, quality)``.
 
-    ``extent`` picks which of the network's outputs (``network.config["extents"]``) it
+    ``probability`` float32 and ``mask`` uint8 are ``[N, 1, H, W]``; ``quality`` float32
+    ``[N, 4]`` is :data:`lungseg.quality.QUALITY_FIELDS` from the network's quality head
+    (NaN where the network carries none). ``extent`` picks which of the network's outputs (``network.config["extents"]``) it
     returns: ``"visible"`` (the lung field) or ``"full"`` (the full lung extent).
     """
 
@@ -45,9 +48,23 @@ class SegmentationPipeline(nn.Module):
         return out[:, c:c + 1]
 
     def forward(self, pixels: torch.Tensor):
-        return self.postprocess(self.logits(pixels), pixels.shape[-2], pixels.shape[-1])
+        return self._outputs(pixels, self.channel)
 
     def run(self, pixels: torch.Tensor, extent: str):
         """``forward`` for another of the network's extents (eager use; the selection is unchanged)."""
-        logits = self.logits(pixels, channel_of(self.extents, extent))
-        return self.postprocess(logits, pixels.shape[-2], pixels.shape[-1])
+        return self._outputs(pixels, channel_of(self.extents, extent))
+
+    def _outputs(self, pixels: torch.Tensor, channel: int):
+        x = self.preprocess(pixels)
+        out = self.network(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        logits = out[:, channel:channel + 1]
+        prob, mask = self.postprocess(logits, pixels.shape[-2], pixels.shape[-1])
+        head = getattr(self.network, "quality_head", None)
+        if head is None:  # NaN of the batch's size, written so that exporters keep N dynamic
+            quality = logits[:, 0, 0, :1].expand(-1, len(QUALITY_FIELDS)) * float("nan")
+        else:
+            others = [k for k in range(out.shape[1]) if k != channel]
+            other = out[:, others[0]:others[0] + 1] if others else None
+            quality = head(x, logits, other, channel, self.postprocess.threshold, self.preprocess.size)
+        return prob, mask, quality

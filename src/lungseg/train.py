@@ -233,7 +233,7 @@ def validation_dice(pipeline: SegmentationPipeline, samples, device) -> dict[str
         pixels = torch.from_numpy(image.astype(np.float32))[None, None].to(device)
         # a one-output model (the naive merged baseline) is scored with its one output
         pipeline.select_extent(s.extent if s.extent in pipeline.extents else pipeline.extents[0])
-        _, pred = pipeline(pixels)
+        pred = pipeline(pixels)[1]
         dice = masked_dice(pred[0, 0].cpu().numpy(), mask, load_ignore(s, mask.shape))
         scores.setdefault(s.dataset, []).append(dice)
     pipeline.train(was_training)

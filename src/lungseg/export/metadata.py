@@ -1,14 +1,16 @@
 """The metadata every exported lungseg model carries, and the graph's input/output contract.
 
-Every artifact takes one input and gives two outputs, all ``[N, 1, H, W]`` with N, H and W
-dynamic:
+Every artifact takes one input and gives three outputs, N, H and W dynamic:
 
 * ``pixels`` float32: raw pixel values (0..255 or 0..65535). float32 because TensorRT has
   no uint16 input and float32 holds every uint16 value exactly.
 * ``probability`` float32: the lung probability at the input's own size.
 * ``mask`` uint8: 1 where ``probability > threshold``, else 0.
+* ``quality`` float32 ``[N, 4]``: :data:`lungseg.quality.QUALITY_FIELDS` (quality, Dice
+  estimate, frontal and inverted view probabilities; NaN from a network without a head).
+  Added in schema_version 2.
 
-Both outputs follow one mask convention, ``metadata["extent"]`` (``visible``: the lung
+All outputs follow one mask convention, ``metadata["extent"]`` (``visible``: the lung
 field; ``full``: the full lung extent), chosen at export from the network's outputs.
 
 The metadata is one JSON document: the TorchScript extra file ``lungseg.json``, the ONNX
@@ -30,13 +32,14 @@ from ..preprocess import CLIP, EPS
 
 METADATA_NAME = "lungseg.json"
 PRODUCER = "lungseg"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 INPUT_NAME = "pixels"
-OUTPUT_NAMES = ("probability", "mask")
+OUTPUT_NAMES = ("probability", "mask", "quality")
 SHAPE = ["N", 1, "H", "W"]
 INPUTS = {INPUT_NAME: {"dtype": "float32", "shape": SHAPE}}
-OUTPUTS = {"probability": {"dtype": "float32", "shape": SHAPE}, "mask": {"dtype": "uint8", "shape": SHAPE}}
+OUTPUTS = {"probability": {"dtype": "float32", "shape": SHAPE}, "mask": {"dtype": "uint8", "shape": SHAPE},
+           "quality": {"dtype": "float32", "shape": ["N", 4]}}
 
 
 def build_metadata(fmt: str, config: dict, weights_sha256: str, threshold: float, extent: str = DEFAULT_EXTENT,

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError, ModelError
 from ..extras import require_onnx_export
 from ..io import write_bytes_atomic
-from .metadata import INPUT_NAME, METADATA_NAME, OUTPUT_NAMES, dumps
+from .metadata import INPUT_NAME, INPUTS, METADATA_NAME, OUTPUT_NAMES, OUTPUTS, dumps
 from .trt_ops import tensorrt_problems
 
 MIN_OPSET = 18
@@ -46,9 +46,10 @@ def _quiet_exporter():
 
 
 def _name_dims(value_info) -> None:
-    """Set the declared shape of a graph input/output to ``[N, 1, H, W]``."""
+    """Set the declared shape of a graph input/output to the contract's (``[N, 1, H, W]``, ``[N, 4]``)."""
     dims = value_info.type.tensor_type.shape.dim
-    for d, value in zip(dims, ("N", 1, "H", "W")):
+    shape = {INPUT_NAME: INPUTS[INPUT_NAME], **OUTPUTS}[value_info.name]["shape"]
+    for d, value in zip(dims, shape):
         d.Clear()
         if isinstance(value, int):
             d.dim_value = value

@@ -23,8 +23,9 @@ from ..metrics import dice_score
 # (width, height): a square image, a small landscape one and a full-size Montgomery detector image
 PARITY_SIZES = ((512, 512), (1000, 800), (4020, 4892))
 PARITY_BATCH = 2
-TOLERANCES = {"fp32": {"max_abs_prob_diff": 1e-4, "dice": 0.999}, "fp16": {"max_abs_prob_diff": None, "dice": 0.995},
-              "int8": {"max_abs_prob_diff": None, "dice": 0.98}}
+TOLERANCES = {"fp32": {"max_abs_prob_diff": 1e-4, "dice": 0.999, "max_abs_quality_diff": 2e-3},
+              "fp16": {"max_abs_prob_diff": None, "dice": 0.995, "max_abs_quality_diff": 0.02},
+              "int8": {"max_abs_prob_diff": None, "dice": 0.98, "max_abs_quality_diff": 0.05}}
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ParityCase:
     max_abs_prob_diff: float
     dice: float
     ok: bool
+    max_abs_quality_diff: float = 0.0
 
 
 def synthetic_xray(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -74,26 +76,37 @@ def parity_batches(images=None, sizes=PARITY_SIZES, batch: int = PARITY_BATCH):
 
 
 @torch.inference_mode()
-def eager(pipeline, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The eager deploy module on ``pixels [N, H, W]`` -> (probability, mask), ``[N, H, W]``."""
+def eager(pipeline, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The eager deploy module on ``pixels [N, H, W]`` -> (probability, mask, quality): ``[N, H, W]`` x2, ``[N, 4]``."""
     device = next(pipeline.parameters()).device
-    prob, mask = pipeline(torch.from_numpy(pixels.astype(np.float32))[:, None].to(device))
-    return prob[:, 0].float().cpu().numpy(), mask[:, 0].cpu().numpy()
+    prob, mask, quality = pipeline(torch.from_numpy(pixels.astype(np.float32))[:, None].to(device))
+    return prob[:, 0].float().cpu().numpy(), mask[:, 0].cpu().numpy(), quality.float().cpu().numpy()
+
+
+def _quality_diff(a, b) -> float:
+    """Largest difference of two quality tables; NaN in both (no head) is equal, in one is inf."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or (np.isnan(a) != np.isnan(b)).any():
+        return float("inf")
+    both = ~np.isnan(a)
+    return float(np.abs(a[both] - b[both]).max()) if both.any() else 0.0
 
 
 def compare(pipeline, backend, pixels: np.ndarray, precision: str = "fp32", label: str = "") -> ParityCase:
-    """Run ``backend`` (pixels float32 [N, 1, H, W] -> prob, mask) and the eager model; judge the difference."""
+    """Run ``backend`` (pixels float32 [N, 1, H, W] -> prob, mask, quality) and the eager model; judge the difference."""
     label = label or f"{pixels.shape[2]}x{pixels.shape[1]}"
-    ref_prob, ref_mask = eager(pipeline, pixels)
-    prob, mask = backend(np.ascontiguousarray(pixels, dtype=np.float32)[:, None])
+    ref_prob, ref_mask, ref_quality = eager(pipeline, pixels)
+    prob, mask, quality = backend(np.ascontiguousarray(pixels, dtype=np.float32)[:, None])
     prob, mask = np.asarray(prob)[:, 0].astype(np.float32), np.asarray(mask)[:, 0]
     if prob.shape != ref_prob.shape or mask.shape != ref_mask.shape or mask.dtype != np.uint8:
         return ParityCase(label, len(pixels), float("inf"), 0.0, False)
     diff = float(np.abs(prob - ref_prob).max())
     dice = min(dice_score(m, r) for m, r in zip(mask, ref_mask))
+    qdiff = _quality_diff(quality, ref_quality)
     tol = TOLERANCES[precision]
-    ok = dice >= tol["dice"] and (tol["max_abs_prob_diff"] is None or diff <= tol["max_abs_prob_diff"])
-    return ParityCase(label, len(pixels), diff, dice, ok)
+    ok = (dice >= tol["dice"] and (tol["max_abs_prob_diff"] is None or diff <= tol["max_abs_prob_diff"])
+          and qdiff <= tol["max_abs_quality_diff"])
+    return ParityCase(label, len(pixels), diff, dice, ok, qdiff)
 
 
 def check_parity(pipeline, backend, precision: str = "fp32", images=None, sizes=PARITY_SIZES,

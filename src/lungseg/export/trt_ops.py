@@ -42,8 +42,8 @@ TRT_TYPES = {FLOAT, UINT8, INT8, INT32, INT64, BOOL, FLOAT16, BFLOAT16}
 MAX_OPSET = 22  # onnx-tensorrt documents opsets 9..22
 
 CHECKED_OPS = {
-    "Abs", "Add", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Equal",
-    "Expand", "Gather", "Greater", "Identity", "MatMul", "MaxPool", "Mul", "Pow", "Range", "ReduceMax",
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Equal", "Exp",
+    "Expand", "Gather", "Gemm", "Greater", "Identity", "Log", "MatMul", "MaxPool", "Mul", "Pow", "Range", "ReduceMax",
     "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax",
     "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where",
 }

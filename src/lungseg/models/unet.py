@@ -9,6 +9,7 @@ from torch import nn
 from .attention import SGA
 from .encoders import ResNetEncoder
 from ..extents import check_extent
+from ..quality import QualityHead
 
 ATTENTIONS = ("sga", None)
 DEFAULT_DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -38,12 +39,14 @@ class UNet(nn.Module):
     One output channel per entry of ``extents`` (see :mod:`lungseg.extents`), e.g.
     ``("visible", "full")``: the visible lung field and the full lung extent.
 
-    In training mode with ``attention="sga"`` the forward returns ``(logits, coarse_logits)``
+    ``quality``: the arguments of a :class:`~lungseg.quality.QualityHead` (``{"width": 16}``)
+    to carry one, or None. In training mode with ``attention="sga"`` the forward returns ``(logits, coarse_logits)``
     so the coarse lung map can be supervised; in eval mode it returns the logits only.
     """
 
     def __init__(self, encoder: str = "resnet18", attention: str | None = "sga",
-                 decoder_channels=DEFAULT_DECODER_CHANNELS, in_channels: int = 1, extents=("visible",)):
+                 decoder_channels=DEFAULT_DECODER_CHANNELS, in_channels: int = 1, extents=("visible",),
+                 quality: dict | None = None):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {attention!r}; choose one of {ATTENTIONS}")
@@ -53,6 +56,11 @@ class UNet(nn.Module):
         self.config = {"encoder": encoder, "attention": attention,
                        "decoder_channels": list(decoder_channels), "in_channels": in_channels,
                        "extents": extents}
+        # The per-image quality estimate (lungseg.quality), run by the deploy module, not by forward.
+        self.quality_head = None
+        if quality is not None:
+            self.quality_head = QualityHead(extents, **quality)
+            self.config["quality"] = dict(self.quality_head.config)
         self.encoder = ResNetEncoder(encoder, in_channels)
         enc = self.encoder.out_channels  # strides 1, 2, 4, 8, 16, 32
         skips = enc[:-1][::-1]  # strides 16, 8, 4, 2, 1

@@ -108,16 +108,17 @@ class RuntimeSegmenter(BaseSegmenter):
             raise InputError(f"{self.path}: exported for the {self.extent!r} extent, not {extent!r}; "
                              f"export it again with --extent {extent}")
 
-    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray, extent: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_extent(extent)
         pixels = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
         step = getattr(self.backend, "max_batch", None) or len(pixels)  # a TensorRT profile caps N
         parts = [self.backend(pixels[k:k + step]) for k in range(0, len(pixels), step)]
-        prob = np.concatenate([p for p, _ in parts])[:, 0]
-        mask = np.concatenate([m for _, m in parts])[:, 0]
+        prob = np.concatenate([p[0] for p in parts])[:, 0]
+        mask = np.concatenate([p[1] for p in parts])[:, 0]
+        quality = np.concatenate([p[2] for p in parts]).astype(np.float32)
         if self.threshold != self._graph_threshold:
             mask = (prob > self.threshold).astype(np.uint8)
-        return prob, mask
+        return prob, mask, quality
 
     def __repr__(self) -> str:
         return f"RuntimeSegmenter({str(self.path)!r}, backend={self.backend.name}, device={self.device})"

@@ -1,8 +1,8 @@
 """The check that an exported model's outputs keep lungseg's graph contract.
 
 Metadata can be copied into any graph, so the backends check what the graph actually
-returns: two outputs (``probability`` float32, ``mask`` uint8), each ``[N, 1, H, W]`` of
-the input. Every call checks count, dtypes and shapes (a few comparisons); the first call
+returns: three outputs (``probability`` float32 and ``mask`` uint8, each ``[N, 1, H, W]`` of
+the input, and ``quality`` float32 ``[N, 4]``). Every call checks count, dtypes and shapes (a few comparisons); the first call
 also checks the values (probability finite in [0, 1], mask 0/1), which catches NaN weights.
 """
 
@@ -14,8 +14,8 @@ from ..errors import ModelError
 from ..export.metadata import OUTPUT_NAMES, OUTPUTS
 
 
-def check_outputs(path, pixels: np.ndarray, outputs, values: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(probability, mask)`` from a graph's ``outputs`` (a sequence in contract order), else ModelError."""
+def check_outputs(path, pixels: np.ndarray, outputs, values: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(probability, mask, quality)`` from a graph's ``outputs`` (a sequence in contract order), else ModelError."""
     if not isinstance(outputs, (tuple, list)):
         raise ModelError(f"{path}: the graph returns one {type(outputs).__name__}, not lungseg's "
                          f"{len(OUTPUT_NAMES)} outputs ({', '.join(OUTPUT_NAMES)}); not a model exported by lungseg")
@@ -29,13 +29,17 @@ def check_outputs(path, pixels: np.ndarray, outputs, values: bool = False) -> tu
             raise ModelError(f"{path}: output {name} is a {type(out).__name__}, not a {want} tensor")
         if out.dtype != np.dtype(want):
             raise ModelError(f"{path}: output {name} is {out.dtype}, not lungseg's {want}")
-        if out.shape != (n, 1, h, w):
+        shape = (n, OUTPUTS[name]["shape"][1]) if len(OUTPUTS[name]["shape"]) == 2 else (n, 1, h, w)
+        if out.shape != shape:
             raise ModelError(f"{path}: output {name} has shape {list(out.shape)} for an input of shape "
-                             f"{list(pixels.shape)}; lungseg's contract is [N, 1, H, W] of the input")
-    prob, mask = outputs
+                             f"{list(pixels.shape)}; lungseg's contract is {list(shape)}")
+    prob, mask, quality = outputs
     if values and prob.size:
         if not np.isfinite(prob).all() or prob.min() < 0 or prob.max() > 1:
             raise ModelError(f"{path}: output probability is not finite in [0, 1] (damaged weights?)")
         if mask.max() > 1:
             raise ModelError(f"{path}: output mask holds values other than 0 and 1")
-    return prob, mask
+        finite = quality[np.isfinite(quality)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise ModelError(f"{path}: output quality is outside [0, 1] (damaged weights?)")
+    return prob, mask, quality

@@ -73,7 +73,8 @@ class Backend:
             if not self.context.execute_async_v3(stream.cuda_stream):
                 raise ModelError(f"{self.path}: TensorRT execution failed")
             stream.synchronize()
-        outputs = [out["probability"].float().cpu().numpy(), out["mask"].cpu().numpy()]
+        outputs = [out["probability"].float().cpu().numpy(), out["mask"].cpu().numpy(),
+                   out["quality"].float().cpu().numpy()]
         result = check_outputs(self.path, pixels, outputs, values=not self._checked)
         self._checked = True
         return result
