@@ -48,8 +48,9 @@ def test_pipeline_contract(name, pipelines):
     assert isinstance(pipe, SegmentationPipeline) and not pipe.training
     assert pipe.preprocess.size == SMALL
     with torch.no_grad():
-        prob, mask = pipe(raw_pixels())
+        prob, mask, quality = pipe(raw_pixels())
     assert prob.shape == mask.shape == (1, 1, 70, 90)
+    assert quality.shape == (1, 4) and torch.isnan(quality).all()  # peers have no quality head
     assert prob.dtype == torch.float32 and mask.dtype == torch.uint8
     assert torch.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1
     assert set(mask.unique().tolist()) <= {0, 1}
@@ -152,7 +153,7 @@ def test_torchscript_trace_matches_eager(pipelines):
     with torch.no_grad():
         traced = torch.jit.trace(pipe, example, check_trace=False)
         x = raw_pixels(1, 70, 90, seed=1)
-        (tp, tm), (ep, em) = traced(x), pipe(x)
+        (tp, tm, _), (ep, em, _) = traced(x), pipe(x)
     assert tp.shape == (1, 1, 70, 90) and tm.dtype == torch.uint8
     assert torch.allclose(tp, ep, atol=1e-5) and torch.equal(tm, em)
 
@@ -171,9 +172,9 @@ def test_onnx_export_runs_in_onnxruntime(pipelines):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for n, h, w in ((2, 96, 80), (1, 70, 90)):
         x = raw_pixels(n, h, w, seed=h)
-        prob, mask = session.run(None, {"pixels": x.numpy()})
+        prob, mask, _ = session.run(None, {"pixels": x.numpy()})
         with torch.no_grad():
-            eprob, emask = pipe(x)
+            eprob, emask, _ = pipe(x)
         assert prob.shape == mask.shape == (n, 1, h, w) and mask.dtype == np.uint8
         np.testing.assert_allclose(prob, eprob.numpy(), atol=1e-5)
         np.testing.assert_array_equal(mask, emask.numpy())

@@ -42,10 +42,14 @@ class SegmentationPipeline(nn.Module):
 
     def logits(self, pixels: torch.Tensor, channel: int | None = None) -> torch.Tensor:
         """Network logits of the selected extent (or ``channel``) ``[N, 1, S, S]`` at the network's size."""
-        out = self.network(self.preprocess(pixels))
-        out = out[0] if isinstance(out, (tuple, list)) else out
+        out = self.run_network(self.preprocess(pixels))
         c = self.channel if channel is None else channel
         return out[:, c:c + 1]
+
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's logits ``[N, extents, S, S]`` of the network input ``x``."""
+        out = self.network(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
 
     def forward(self, pixels: torch.Tensor):
         return self._outputs(pixels, self.channel)
@@ -56,8 +60,7 @@ class SegmentationPipeline(nn.Module):
 
     def _outputs(self, pixels: torch.Tensor, channel: int):
         x = self.preprocess(pixels)
-        out = self.network(x)
-        out = out[0] if isinstance(out, (tuple, list)) else out
+        out = self.run_network(x)
         logits = out[:, channel:channel + 1]
         prob, mask = self.postprocess(logits, pixels.shape[-2], pixels.shape[-1])
         head = getattr(self.network, "quality_head", None)

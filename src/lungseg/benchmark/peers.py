@@ -225,14 +225,13 @@ class PeerPipeline(SegmentationPipeline):
     """lungseg's deploy module around a peer network: raw pixels -> Preprocess(size) -> repeat to
     ``in_channels`` -> network -> output channel 0 -> Postprocess. Same contract as
     :class:`~lungseg.pipeline.SegmentationPipeline`: ``forward(pixels [N, 1, H, W])`` ->
-    ``(probability float32, mask uint8)``, both ``[N, 1, H, W]``."""
+    ``(probability float32, mask uint8, quality)``: ``[N, 1, H, W]`` x2, and ``[N, 4]`` NaN (no quality head)."""
 
     def __init__(self, network: nn.Module, size: int, in_channels: int = 1, threshold: float = 0.5):
         super().__init__(network, size, threshold)
         self.in_channels = int(in_channels)
 
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.preprocess(pixels)
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_channels != 1:  # grey -> RGB; expand, not repeat: an Expand node, not Tile, in ONNX
             x = x.expand(-1, self.in_channels, -1, -1)
         out = self.network(x)
