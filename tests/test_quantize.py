@@ -65,7 +65,7 @@ def test_int8_model_loads_and_follows_fp32(tiny_onnx, int8_onnx):
     assert 0.2 < m32.mean() < 0.8
     assert dice_score(m8, m32) >= 0.95
     # any size and batch still runs: the preprocessing stayed float and shape-agnostic
-    prob, mask = int8.backend(np.stack([synthetic_xray(37, 53, seed=s) for s in (1, 2)])[:, None].astype(np.float32))
+    prob, mask, _ = int8.backend(np.stack([synthetic_xray(37, 53, seed=s) for s in (1, 2)])[:, None].astype(np.float32))
     assert prob.shape == mask.shape == (2, 1, 37, 53) and mask.dtype == np.uint8
 
 

@@ -64,8 +64,8 @@ class SegmentationPipeline(nn.Module):
         logits = out[:, channel:channel + 1]
         prob, mask = self.postprocess(logits, pixels.shape[-2], pixels.shape[-1])
         head = getattr(self.network, "quality_head", None)
-        if head is None:  # NaN of the batch's size, written so that exporters keep N dynamic
-            quality = logits[:, 0, 0, :1].expand(-1, len(QUALITY_FIELDS)) * float("nan")
+        if head is None:  # NaN of the batch's size (ONNX ConstantOfShape: no arithmetic an int8 calibrator ranges)
+            quality = logits.new_full((logits.shape[0], len(QUALITY_FIELDS)), float("nan"))
         else:
             others = [k for k in range(out.shape[1]) if k != channel]
             other = out[:, others[0]:others[0] + 1] if others else None

@@ -93,18 +93,29 @@ def _name_nodes(model) -> None:
             seen.add(name)
 
 
+PROBABILITY = "probability"  # the graph output the network's logits feed
+
+
 def network_nodes(model) -> tuple[set[str], dict[str, list[str]]]:
     """Names of the network's nodes, and the named groups of :data:`EXCLUDABLE`.
 
     The network is every node downstream of the first Conv's input and upstream of (or
-    equal to) the last Conv: the nodes that compute the logits from the standardised image.
+    equal to) the last Conv, of the Convs the ``probability`` output depends on: the nodes
+    that compute the logits from the standardised image (the quality head's Convs, which
+    only the ``quality`` output needs, stay outside and in float32).
     """
     nodes = list(model.graph.node)
-    convs = [n for n in nodes if n.op_type == "Conv"]
+    producer = {o: n for n in nodes for o in n.output}
+    feeds, stack = set(), [PROBABILITY]  # nodes the probability output depends on
+    while stack:
+        n = producer.get(stack.pop())
+        if n is not None and n.name not in feeds:
+            feeds.add(n.name)
+            stack.extend(n.input)
+    convs = [n for n in nodes if n.op_type == "Conv" and n.name in feeds]
     if not convs:
         raise ModelError("no Conv node in this graph: not a lungseg network")
     net_in, net_out = convs[0].input[0], convs[-1].output[0]
-    producer = {o: n for n in nodes for o in n.output}
     consumers: dict[str, list] = {}
     for n in nodes:
         for i in n.input:
