@@ -495,9 +495,9 @@ void test_model_versions_and_extent() {
     CHECK(seg != nullptr && lungseg_model_extent(seg, &extent) == LUNGSEG_OK && std::string(extent) == "full");
     lungseg_destroy(seg);
     seg = nullptr;
-    const std::string v2 = model_with(R"({"producer": "lungseg", "schema_version": 2})");
-    EXPECT_STATUS(lungseg_create_from_memory(v2.data(), v2.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION,
-                  "schema_version 2, newer than the schema version 1");
+    const std::string v3 = model_with(R"({"producer": "lungseg", "schema_version": 3})");
+    EXPECT_STATUS(lungseg_create_from_memory(v3.data(), v3.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION,
+                  "schema_version 3, newer than the schema version 2");
     CHECK(seg == nullptr);
     const std::string junk = model_with(R"({"schema_version": "one"})");
     EXPECT_STATUS(lungseg_create_from_memory(junk.data(), junk.size(), &o, &seg), LUNGSEG_ERROR_MODEL_VERSION,

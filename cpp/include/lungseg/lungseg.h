@@ -160,7 +160,7 @@ extern "C" {
 #define LUNGSEG_ABI_VERSION 2
 
 /* Newest artifact metadata "schema_version" this library understands. */
-#define LUNGSEG_MODEL_SCHEMA_VERSION 1
+#define LUNGSEG_MODEL_SCHEMA_VERSION 2  /* 2: the graph also outputs quality [N, 4] (read by lungseg_analyze where present) */
 
 typedef enum lungseg_status {
     LUNGSEG_OK = 0,
