@@ -63,7 +63,7 @@ class GraphContract(nn.Module):
         self.pipeline = pipeline
 
     def forward(self, pixels):
-        probability, mask = self.pipeline(pixels)
+        probability, mask = self.pipeline(pixels)[:2]  # the quality output is not part of this graph
         return mask, probability
 
 
