@@ -1,7 +1,8 @@
 // Internal interface between the C ABI (lungseg.cpp) and the inference backends.
 //
 // A backend loads one exported lungseg graph and runs it on one image: float32 pixels
-// [1, 1, H, W] in, the graph's uint8 `mask` or float32 `probability` [1, 1, H, W] out.
+// [1, 1, H, W] in, the graph's uint8 `mask` or float32 `probability` [1, 1, H, W] out, and
+// on request the float32 `quality` row [1, 4] (schema 2 graphs; NaN where the graph has none).
 // Backends report failures by throwing lungseg::detail::Error; lungseg.cpp turns every
 // exception into a status code at the ABI boundary.
 #ifndef LUNGSEG_SRC_BACKEND_H
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <limits>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -36,10 +38,18 @@ private:
     throw Error(status, std::move(message));
 }
 
+// The quality row of a graph without a `quality` output (schema 1): NaN in every field.
+inline void set_no_quality(float* quality) noexcept {
+    if (quality == nullptr) return;
+    for (int k = 0; k < 4; ++k) quality[k] = std::numeric_limits<float>::quiet_NaN();
+}
+
 // Names fixed by the exported-graph contract.
 inline constexpr const char* kInputName = "pixels";
 inline constexpr const char* kMaskName = "mask";
 inline constexpr const char* kProbabilityName = "probability";
+inline constexpr const char* kQualityName = "quality";
+inline constexpr int kQualityFields = 4;  // quality, dice_estimate, frontal_probability, inverted_probability
 inline constexpr const char* kMetadataName = "lungseg.json";
 
 // The model as bytes in memory; `path` names it in messages ("<memory>" when none) and
@@ -106,10 +116,11 @@ public:
 
     // Run the graph on pixels (dense float32, height * width). Exactly one of mask
     // (height * width bytes) and probability (height * width floats) is non-null and
-    // receives that output. A backend that can stop a running graph arms `token`'s hook;
-    // every backend checks the token before and after the graph.
+    // receives that output. quality: null, or kQualityFields floats that receive the graph's
+    // `quality` row, NaN when the graph has no such output. A backend that can stop a running
+    // graph arms `token`'s hook; every backend checks the token before and after the graph.
     virtual void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask,
-                     float* probability, CallToken& token) = 0;
+                     float* probability, float* quality, CallToken& token) = 0;
 
     // The artifact's metadata as JSON object text ("{}" when none).
     const std::string& metadata_json() const noexcept { return metadata_json_; }

@@ -4,9 +4,10 @@
 // is opened (libtorch_loader.cpp); liblungseg itself never links LibTorch. The two talk
 // through the C table of backend_plugin.h, the one symbol this library exports.
 //
-// The archive's forward(pixels) returns (probability, mask) as SegmentationPipeline does;
-// outputs are told apart by dtype (uint8/bool mask, floating probability), and a dict with
-// keys "mask" and "probability" is accepted too. Metadata is the archive's extra file
+// The archive's forward(pixels) returns (probability, mask, quality) as SegmentationPipeline
+// does (schema 1 archives: (probability, mask)); outputs are told apart by dtype and rank
+// (uint8/bool mask, floating 4-D probability, floating [N, 4] quality), and a dict with
+// keys "mask", "probability" and "quality" is accepted too. Metadata is the archive's extra file
 // "lungseg.json". TorchScript inference is thread-safe, so concurrent calls run in parallel.
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -75,13 +76,14 @@ public:
 
     const std::string& metadata_json() const noexcept { return metadata_json_; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability) {
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability, float* quality) {
         const auto count = static_cast<std::size_t>(height * width);
         try {
             c10::InferenceMode guard;
             at::Tensor input = torch::from_blob(const_cast<float*>(pixels), {1, 1, height, width}, torch::kFloat32);
             if (device_.is_cuda()) input = input.to(device_);
             const c10::IValue out = module_.forward({input});
+            if (quality != nullptr) copy_quality(out, quality);
             at::Tensor wanted = pick_output(out, mask != nullptr);
             if (wanted.numel() != static_cast<int64_t>(count) || wanted.dim() != 4)
                 fail(LUNGSEG_ERROR_INFERENCE, "the TorchScript model returned a tensor of shape " + shape_text(wanted) +
@@ -121,7 +123,39 @@ private:
         return s + "]";
     }
 
-    // The mask (uint8/bool) or the probability (floating) among the outputs.
+    static bool is_quality(const at::Tensor& t) {
+        return t.is_floating_point() && t.dim() == 2 && t.size(1) == kQualityFields;
+    }
+
+    // The quality row [1, 4] into `quality` (4 floats); NaN when the graph returns none.
+    static void copy_quality(const c10::IValue& out, float* quality) {
+        at::Tensor found;
+        if (out.isTuple()) {
+            for (const auto& e : out.toTupleRef().elements())
+                if (e.isTensor() && is_quality(e.toTensor())) {
+                    found = e.toTensor();
+                    break;
+                }
+        } else if (out.isGenericDict()) {
+            for (const auto& kv : out.toGenericDict())
+                if (kv.key().isString() && kv.key().toStringRef() == kQualityName && kv.value().isTensor())
+                    found = kv.value().toTensor();
+            if (found.defined() && !is_quality(found))
+                fail(LUNGSEG_ERROR_INFERENCE, "the TorchScript model's 'quality' output has shape " + shape_text(found) +
+                                                  ", not lungseg's floating-point [1,4]");
+        }
+        if (!found.defined()) {
+            set_no_quality(quality);
+            return;
+        }
+        if (found.size(0) != 1)
+            fail(LUNGSEG_ERROR_INFERENCE, "the TorchScript model returned a quality tensor of shape " + shape_text(found) +
+                                              " for one image");
+        const at::Tensor row = found.to(torch::kCPU, torch::kFloat32).contiguous();
+        std::memcpy(quality, row.data_ptr<float>(), kQualityFields * sizeof(float));
+    }
+
+    // The mask (uint8/bool) or the probability (floating, 4-D) among the outputs.
     static at::Tensor pick_output(const c10::IValue& out, bool want_mask) {
         std::vector<at::Tensor> tensors;
         if (out.isTuple()) {
@@ -138,11 +172,11 @@ private:
         }
         for (const auto& t : tensors) {
             const bool is_mask = t.scalar_type() == torch::kUInt8 || t.scalar_type() == torch::kBool;
-            if (want_mask ? is_mask : t.is_floating_point()) return t;
+            if (want_mask ? is_mask : t.is_floating_point() && t.dim() == 4) return t;
         }
         fail(LUNGSEG_ERROR_INFERENCE, std::string("the TorchScript model returned no ") +
                                           (want_mask ? "uint8 mask" : "floating-point probability") +
-                                          " tensor: not a lungseg graph (expected forward(pixels) -> (probability, mask))");
+                                          " tensor: not a lungseg graph (expected forward(pixels) -> (probability, mask, quality))");
     }
 
     torch::jit::Module module_;
@@ -207,7 +241,14 @@ int32_t plugin_create(const void* data, std::size_t size, const char* path, int3
 int32_t plugin_run(void* handle, const float* pixels, int64_t height, int64_t width, uint8_t* mask,
                    float* probability, char* error, std::size_t error_size) {
     return guarded(error, error_size, [&] {
-        static_cast<LibTorchBackend*>(handle)->run(pixels, height, width, mask, probability);
+        static_cast<LibTorchBackend*>(handle)->run(pixels, height, width, mask, probability, nullptr);
+    });
+}
+
+int32_t plugin_run_quality(void* handle, const float* pixels, int64_t height, int64_t width, uint8_t* mask,
+                           float* probability, float* quality, char* error, std::size_t error_size) {
+    return guarded(error, error_size, [&] {
+        static_cast<LibTorchBackend*>(handle)->run(pixels, height, width, mask, probability, quality);
     });
 }
 
@@ -219,7 +260,7 @@ void plugin_destroy(void* handle) { delete static_cast<LibTorchBackend*>(handle)
 
 const lungseg_backend_plugin kPlugin = {
     sizeof(lungseg_backend_plugin), LUNGSEG_BACKEND_PLUGIN_ABI, "libtorch",
-    &plugin_create, &plugin_run, &plugin_metadata_json, &plugin_destroy,
+    &plugin_create, &plugin_run, &plugin_metadata_json, &plugin_destroy, &plugin_run_quality,
 };
 
 }  // namespace

@@ -3,7 +3,8 @@
 //
 // Written against ONNX Runtime's C API through its header-only C++ wrapper. The API is
 // versioned: headers of C API version N work with any library >= N (checked at load).
-// Session::Run is thread-safe, so concurrent segment calls run in parallel.
+// Session::Run is thread-safe, so concurrent segment calls run in parallel. Schema 2 graphs
+// have a third output, `quality` float32 [N, 4], fetched only when a call asks for it.
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 #include <onnxruntime_session_options_config_keys.h>
@@ -119,6 +120,10 @@ struct TensorSpec {
     bool is_image(ONNXTensorElementDataType want) const {
         return is_tensor && type == want && shape.size() == 4 && (shape[1] == 1 || shape[1] < 0);
     }
+    // [N, fields] with the second dimension `fields` or symbolic.
+    bool is_row(ONNXTensorElementDataType want, int64_t fields) const {
+        return is_tensor && type == want && shape.size() == 2 && (shape[1] == fields || shape[1] < 0);
+    }
 };
 
 TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& info) {
@@ -157,8 +162,10 @@ public:
 
     const char* name() const noexcept override { return "onnxruntime"; }
 
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability, float* quality,
              CallToken& token) override {
+        if (!has_quality_) set_no_quality(quality);
+        const bool want_quality = quality != nullptr && has_quality_;
         const std::array<int64_t, 4> shape{1, 1, height, width};
         const auto count = static_cast<std::size_t>(height * width);
         const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
@@ -171,13 +178,19 @@ public:
         try {
             // The graph only reads its input; ONNX Runtime's API takes a non-const pointer.
             Ort::Value input = Ort::Value::CreateTensor<float>(cpu, const_cast<float*>(pixels), count, shape.data(), shape.size());
-            // The output is written straight into the caller's buffer.
-            Ort::Value output = mask != nullptr
-                                    ? Ort::Value::CreateTensor<uint8_t>(cpu, mask, count, shape.data(), shape.size())
-                                    : Ort::Value::CreateTensor<float>(cpu, probability, count, shape.data(), shape.size());
+            // The outputs are written straight into the caller's buffers (the quality row:
+            // lungseg's 4 floats).
+            std::array<Ort::Value, 2> outputs{
+                mask != nullptr ? Ort::Value::CreateTensor<uint8_t>(cpu, mask, count, shape.data(), shape.size())
+                                : Ort::Value::CreateTensor<float>(cpu, probability, count, shape.data(), shape.size()),
+                Ort::Value{nullptr}};
+            const std::array<int64_t, 2> quality_shape{1, kQualityFields};
+            if (want_quality)
+                outputs[1] = Ort::Value::CreateTensor<float>(cpu, quality, kQualityFields, quality_shape.data(),
+                                                             quality_shape.size());
             const char* input_names[] = {kInputName};
-            const char* output_names[] = {mask != nullptr ? kMaskName : kProbabilityName};
-            session_.Run(run_options, input_names, &input, 1, output_names, &output, 1);
+            const char* output_names[] = {mask != nullptr ? kMaskName : kProbabilityName, kQualityName};
+            session_.Run(run_options, input_names, &input, 1, output_names, outputs.data(), want_quality ? 2 : 1);
         } catch (const Ort::Exception& e) {
             if (token.cancelled()) CallToken::fail_cancelled("while the graph ran (ONNX Runtime stopped it)");
             fail(LUNGSEG_ERROR_INFERENCE, "ONNX Runtime failed on a " + std::to_string(width) + "x" +
@@ -214,14 +227,19 @@ private:
             outputs.push_back(spec_of(session_.GetOutputNameAllocated(i, alloc).get(), session_.GetOutputTypeInfo(i)));
         const TensorSpec* mask = nullptr;
         const TensorSpec* prob = nullptr;
+        const TensorSpec* quality = nullptr;
         for (const auto& o : outputs) {
             if (o.name == kMaskName) mask = &o;
             if (o.name == kProbabilityName) prob = &o;
+            if (o.name == kQualityName) quality = &o;
         }
+        // `quality` (schema 2) is optional; when present it is float32 [N, 4].
+        const bool quality_ok = quality == nullptr || quality->is_row(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, kQualityFields);
         const bool ok = inputs.size() == 1 && inputs[0].name == kInputName &&
                         inputs[0].is_image(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) && mask != nullptr &&
                         mask->is_image(ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) && prob != nullptr &&
-                        prob->is_image(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+                        prob->is_image(ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) && quality_ok;
+        has_quality_ = quality != nullptr;
         if (ok) return;
         std::string found = "inputs";
         for (const auto& s : inputs) found += " " + s.describe();
@@ -229,7 +247,8 @@ private:
         for (const auto& s : outputs) found += " " + s.describe();
         fail(LUNGSEG_ERROR_MODEL, "model '" + path +
                                       "' is not a lungseg graph: expected input 'pixels' float32 [N,1,H,W] and outputs "
-                                      "'mask' uint8 and 'probability' float32 [N,1,H,W]; found " + found);
+                                      "'mask' uint8 and 'probability' float32 [N,1,H,W] (and, optionally, 'quality' "
+                                      "float32 [N,4]); found " + found);
     }
 
     // The exporter writes one metadata_props entry "lungseg.json"; artifacts that carry
@@ -252,6 +271,7 @@ private:
 
     EnvRef env_;  // declared first: released after the session
     Ort::Session session_{nullptr};
+    bool has_quality_ = false;  // the graph has the `quality` output (schema 2)
 };
 
 }  // namespace

@@ -39,7 +39,16 @@ typedef struct lungseg_backend_plugin {
     /* The model's metadata as JSON object text; owned by the handle. */
     const char* (*metadata_json)(const void* handle);
     void (*destroy)(void* handle);
+    /* ---- the end of the first table (lungseg ABI 2); appended for ABI 3 (struct_size tells) ---- */
+    /* run() that also fetches the graph's `quality` row: quality is NULL or 4 floats, NaN
+     * when the graph returns no quality tensor. liblungseg uses run() with NaN quality for a
+     * plugin whose table ends before this field. */
+    int32_t (*run_quality)(void* handle, const float* pixels, int64_t height, int64_t width, uint8_t* mask,
+                           float* probability, float* quality, char* error, size_t error_size);
 } lungseg_backend_plugin;
+
+/* sizeof the first table (up to destroy): plugins of that size are still loaded. */
+#define LUNGSEG_BACKEND_PLUGIN_V1_SIZE (offsetof(lungseg_backend_plugin, run_quality))
 
 /* The one symbol liblungseg_libtorch.so exports. */
 #define LUNGSEG_LIBTORCH_PLUGIN_SYMBOL "lungseg_libtorch_plugin"

@@ -6,7 +6,10 @@
 // IExecutionContext::setInputShape / setTensorAddress / enqueueV3, 64-bit Dims) and the
 // CUDA runtime API. Build it with -DLUNGSEG_WITH_TENSORRT=ON where TensorRT is found.
 //
-// The engine keeps the ONNX graph's tensor names ("pixels" in; "mask", "probability" out).
+// The engine keeps the ONNX graph's tensor names ("pixels" in; "mask", "probability" and,
+// for schema 2 graphs, "quality" [N, 4] out). enqueueV3 needs an address for every I/O
+// tensor, so every output is bound to a device buffer, also those the call does not copy
+// back (and any output this file does not know, sized from the context's shape).
 // Its height/width range is the one the engine's optimization profile 0 was built for;
 // images outside it are refused with the range in the message. Metadata is the JSON
 // sidecar the exporter writes beside the engine ("model.engine.json" or "model.json").
@@ -14,6 +17,7 @@
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -56,6 +60,14 @@ void check_cuda(cudaError_t err, const char* what) {
 struct DeviceBuffer {
     void* ptr = nullptr;
     std::size_t bytes = 0;
+    DeviceBuffer() = default;
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    DeviceBuffer(DeviceBuffer&& other) noexcept : ptr(other.ptr), bytes(other.bytes) {
+        other.ptr = nullptr;
+        other.bytes = 0;
+    }
+    DeviceBuffer& operator=(DeviceBuffer&&) = delete;
     ~DeviceBuffer() {
         if (ptr != nullptr) cudaFree(ptr);
     }
@@ -125,9 +137,10 @@ public:
     const char* name() const noexcept override { return "tensorrt"; }
 
     // TensorRT cannot stop an enqueued graph: a cancelled call is reported after it.
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability, float* quality,
              CallToken& token) override {
         std::lock_guard<std::mutex> lock(mutex_);
+        if (!has_quality_) set_no_quality(quality);
         token.check("before the graph ran");
         check_cuda(cudaSetDevice(device_), "cudaSetDevice");
         if (height < min_.d[2] || height > max_.d[2] || width < min_.d[3] || width > max_.d[3])
@@ -150,8 +163,28 @@ public:
         if (!context_->setTensorAddress(kInputName, in) || !context_->setTensorAddress(kMaskName, mask_dev) ||
             !context_->setTensorAddress(kProbabilityName, prob_dev))
             fail(LUNGSEG_ERROR_INFERENCE, "TensorRT setTensorAddress: " + logger_.last());
+        void* quality_dev = nullptr;
+        if (has_quality_) {
+            const int64_t n = output_elements(kQualityName);
+            if (n != kQualityFields)
+                fail(LUNGSEG_ERROR_INFERENCE, "TensorRT: output 'quality' has " + std::to_string(n) +
+                                                  " elements for one image, not lungseg's 4");
+            quality_dev = quality_.reserve(kQualityFields * sizeof(float));
+            if (!context_->setTensorAddress(kQualityName, quality_dev))
+                fail(LUNGSEG_ERROR_INFERENCE, "TensorRT setTensorAddress(quality): " + logger_.last());
+        }
+        for (auto& extra : extras_) {  // outputs outside the contract: bound, never read
+            const int64_t n = output_elements(extra.name.c_str());
+            if (n < 0) fail(LUNGSEG_ERROR_INFERENCE, "TensorRT: output '" + extra.name + "' has no shape for this input");
+            void* p = extra.buffer.reserve(std::max<std::size_t>(1, static_cast<std::size_t>(n) * extra.element_size));
+            if (!context_->setTensorAddress(extra.name.c_str(), p))
+                fail(LUNGSEG_ERROR_INFERENCE, "TensorRT setTensorAddress(" + extra.name + "): " + logger_.last());
+        }
         check_cuda(cudaMemcpyAsync(in, pixels, count * sizeof(float), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
         if (!context_->enqueueV3(stream_)) fail(LUNGSEG_ERROR_INFERENCE, "TensorRT enqueueV3: " + logger_.last());
+        if (quality != nullptr && quality_dev != nullptr)  // 16 bytes into lungseg's fixed row; synchronized below
+            check_cuda(cudaMemcpyAsync(quality, quality_dev, kQualityFields * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+                       "cudaMemcpyAsync");
         if (mask != nullptr && mask_type_ == nvinfer1::DataType::kUINT8) {
             check_cuda(cudaMemcpyAsync(mask, mask_dev, count, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
             check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
@@ -173,8 +206,21 @@ public:
     }
 
 private:
+    // Elements of an output for the input shape set on the context (-1 when unresolved).
+    int64_t output_elements(const char* name) const {
+        const nvinfer1::Dims d = context_->getTensorShape(name);
+        if (d.nbDims < 0) return -1;
+        int64_t n = 1;
+        for (int32_t k = 0; k < d.nbDims; ++k) {
+            if (d.d[k] < 0) return -1;
+            n *= d.d[k];
+        }
+        return n;
+    }
+
     void check_signature(const std::string& path) {
         bool has_input = false, has_mask = false, has_prob = false;
+        std::string bad_quality;
         for (int32_t i = 0; i < engine_->getNbIOTensors(); ++i) {
             const char* n = engine_->getIOTensorName(i);
             const std::string name = n;
@@ -192,13 +238,34 @@ private:
             } else if (name == kProbabilityName && mode == nvinfer1::TensorIOMode::kOUTPUT &&
                        type == nvinfer1::DataType::kFLOAT) {
                 has_prob = true;
+            } else if (name == kQualityName && mode == nvinfer1::TensorIOMode::kOUTPUT) {
+                const nvinfer1::Dims d = engine_->getTensorShape(n);
+                if (type == nvinfer1::DataType::kFLOAT && d.nbDims == 2 && (d.d[1] == kQualityFields || d.d[1] < 0))
+                    has_quality_ = true;
+                else
+                    bad_quality = "; output 'quality' must be float32 [N,4]";
+            } else if (mode == nvinfer1::TensorIOMode::kOUTPUT) {
+                std::size_t bytes = element_size(type);
+                if (bytes == 0) bytes = 8;  // a type this file does not list: room for the widest
+                extras_.push_back(Extra{name, bytes, {}});
+            } else if (name != kInputName) {
+                fail(LUNGSEG_ERROR_MODEL, "engine '" + path + "' is not a lungseg graph: it has an input '" + name +
+                                              "' besides 'pixels' float32 [N,1,H,W]");
             }
         }
-        if (!has_input || !has_mask || !has_prob || min_.nbDims != 4 || max_.nbDims != 4)
+        if (!has_input || !has_mask || !has_prob || !bad_quality.empty() || min_.nbDims != 4 || max_.nbDims != 4)
             fail(LUNGSEG_ERROR_MODEL, "engine '" + path +
                                           "' is not a lungseg graph: expected input 'pixels' float32 [N,1,H,W] with an "
-                                          "optimization profile, outputs 'mask' (uint8/bool/int32) and 'probability' float32");
+                                          "optimization profile, outputs 'mask' (uint8/bool/int32) and 'probability' float32"
+                                          " (and, optionally, 'quality' float32 [N,4])" + bad_quality);
     }
+
+    // An output outside the contract, bound so that enqueueV3 has every address.
+    struct Extra {
+        std::string name;
+        std::size_t element_size;
+        DeviceBuffer buffer;
+    };
 
     struct Deleter {
         template <class T>
@@ -217,7 +284,9 @@ private:
     nvinfer1::Dims min_{}, max_{};
     nvinfer1::DataType mask_type_ = nvinfer1::DataType::kUINT8;
     std::size_t mask_size_ = 1;
-    DeviceBuffer input_, mask_, prob_;
+    DeviceBuffer input_, mask_, prob_, quality_;
+    bool has_quality_ = false;  // the engine has the `quality` output (schema 2)
+    std::vector<Extra> extras_;
     std::vector<uint8_t> host_;
 };
 

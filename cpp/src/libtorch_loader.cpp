@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -58,7 +59,7 @@ const lungseg_backend_plugin* try_load(const std::string& path, std::string& why
     auto entry = reinterpret_cast<lungseg_backend_plugin_entry>(::dlsym(lib, LUNGSEG_LIBTORCH_PLUGIN_SYMBOL));
     const lungseg_backend_plugin* table = entry != nullptr ? entry() : nullptr;
     if (table == nullptr || table->abi_version != LUNGSEG_BACKEND_PLUGIN_ABI ||
-        table->struct_size < sizeof(lungseg_backend_plugin) || table->create == nullptr || table->run == nullptr ||
+        table->struct_size < LUNGSEG_BACKEND_PLUGIN_V1_SIZE || table->create == nullptr || table->run == nullptr ||
         table->metadata_json == nullptr || table->destroy == nullptr) {
         why += "\n  " + path + ": not a lungseg LibTorch plugin of interface version " +
                std::to_string(LUNGSEG_BACKEND_PLUGIN_ABI) +
@@ -103,11 +104,18 @@ public:
     const char* name() const noexcept override { return "libtorch"; }
 
     // A TorchScript forward cannot be interrupted: a cancel is seen before and after it.
-    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability,
+    void run(const float* pixels, int64_t height, int64_t width, uint8_t* mask, float* probability, float* quality,
              CallToken& token) override {
         token.check("before the LibTorch graph");
         char error[2048] = "";
-        const int32_t status = plugin_->run(handle_, pixels, height, width, mask, probability, error, sizeof error);
+        // A plugin of the first table (no run_quality) gives no quality row: NaN.
+        const bool has_run_quality =
+            plugin_->struct_size >= sizeof(lungseg_backend_plugin) && plugin_->run_quality != nullptr;
+        if (!has_run_quality) set_no_quality(quality);
+        const int32_t status =
+            has_run_quality
+                ? plugin_->run_quality(handle_, pixels, height, width, mask, probability, quality, error, sizeof error)
+                : plugin_->run(handle_, pixels, height, width, mask, probability, error, sizeof error);
         if (status != LUNGSEG_OK) fail(static_cast<lungseg_status>(status), error);
         token.check("after the LibTorch graph");
     }

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cerrno>
 #include <cstdio>
@@ -548,17 +550,82 @@ private:
     float* floats_ = nullptr;
 };
 
-// One lungseg_segment() / lungseg_probability() call after its arguments were checked.
+// lungseg_analyze()'s part of a call: the threshold of LOW_CONFIDENCE and where the
+// result goes (the caller's struct is written only when the call succeeds).
+struct Analysis {
+    double min_quality = lungseg::detail::kMinQuality;
+    lungseg_quality result{};
+};
+
+// One lungseg_segment() / lungseg_analyze() / lungseg_probability() call after its
+// arguments were checked.
 void run_call(lungseg_segmenter& seg, const void* pixels, int32_t pixel_type, uint32_t width, uint32_t height,
-              std::size_t row_stride, uint8_t* mask, float* probability, uint32_t flags) {
+              std::size_t row_stride, uint8_t* mask, float* probability, uint32_t flags, Analysis* analysis = nullptr) {
     RunningCall call(seg);
     WorkspaceLease ws(seg, width, height);
     call.token.check("before the pixel conversion");
     to_float(pixels, pixel_type, width, height, row_stride, ws.floats());
     call.token.check("before the graph ran");
-    seg.backend->run(ws.floats(), height, width, mask, probability, call.token);
+    float row[lungseg::detail::kQualityFields];  // the graph's quality row: a fixed buffer, no allocation
+    seg.backend->run(ws.floats(), height, width, mask, probability, analysis != nullptr ? row : nullptr, call.token);
     call.token.check("after the graph ran");
-    if (mask != nullptr) apply_postprocess(mask, height, width, flags, ws.scratch(), &call.token);
+    if (mask == nullptr) return;
+    apply_postprocess(mask, height, width, flags, ws.scratch(), &call.token);
+    if (analysis == nullptr) return;
+    call.token.check("before the quality flags");
+    // The flags need the 0/1/2 labels of the returned mask: the mask itself with LABELS, else
+    // labels made in the workspace (the float image is done with: the graph has run, and
+    // its 4 bytes per pixel hold the 1-byte labels), leaving the caller's 0/1 mask as it is.
+    const uint8_t* labels = mask;
+    if ((flags & LUNGSEG_SEGMENT_LABELS) == 0) {
+        auto* scratch = reinterpret_cast<uint8_t*>(ws.floats());
+        std::memcpy(scratch, mask, static_cast<std::size_t>(width) * height);
+        lungseg::detail::label_lungs(scratch, height, width, ws.scratch());
+        labels = scratch;
+    }
+    const lungseg::detail::LabelStats stats = lungseg::detail::label_stats(labels, height, width);
+    lungseg_quality& q = analysis->result;
+    q.flags = lungseg::detail::quality_flags(row, stats, height, width, analysis->min_quality);
+    q.quality = row[0];
+    q.dice_estimate = row[1];
+    q.frontal_probability = row[2];
+    q.inverted_probability = row[3];
+}
+
+// lungseg_quality.struct_size: 24 bytes (ABI 3, the first layout) up to 4096 (a newer header).
+constexpr uint32_t kQualityMaxSize = 4096;
+
+void check_quality_struct(const lungseg_quality* quality) {
+    if (quality == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "quality is NULL");
+    const uint32_t n = quality->struct_size;
+    if (n < sizeof(lungseg_quality) || n > kQualityMaxSize)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "quality->struct_size is " + std::to_string(n) + "; this library knows " +
+                                                 std::to_string(sizeof(lungseg_quality)) + " (ABI 3) and accepts up to " +
+                                                 std::to_string(kQualityMaxSize) +
+                                                 ": initialise the struct with lungseg_quality_init()");
+}
+
+// The caller's result struct: the fields this library knows, the bytes beyond them zeroed.
+void write_quality(lungseg_quality* out, const lungseg_quality& result) {
+    const uint32_t n = out->struct_size;
+    lungseg_quality q = result;
+    q.struct_size = n;
+    std::memcpy(out, &q, sizeof q);
+    if (n > sizeof q) std::memset(reinterpret_cast<unsigned char*>(out) + sizeof q, 0, n - sizeof q);
+}
+
+// min_quality as Python would have it: the decimal number the caller's float was written as
+// (the shortest decimal that rounds to it: 0.9f -> 0.9), in double; 0, negative or NaN: the
+// default, Python's MIN_QUALITY.
+double resolve_min_quality(float min_quality) {
+    if (!(min_quality > 0.0f)) return lungseg::detail::kMinQuality;
+    if (std::isinf(min_quality)) return static_cast<double>(min_quality);
+    char text[64];
+    const std::to_chars_result printed = std::to_chars(text, text + sizeof text, min_quality);  // shortest round trip
+    double value = 0.0;
+    if (printed.ec != std::errc() || std::from_chars(text, printed.ptr, value).ec != std::errc())
+        return static_cast<double>(min_quality);  // not expected to happen
+    return value;
 }
 
 void check_flags(uint32_t flags) {
@@ -573,6 +640,14 @@ void check_flags(uint32_t flags) {
 }  // namespace
 
 extern "C" {
+
+void lungseg_quality_init(lungseg_quality* quality) {
+    if (quality == nullptr) return;
+    std::memset(quality, 0, sizeof *quality);
+    quality->struct_size = sizeof *quality;
+    quality->quality = quality->dice_estimate = quality->frontal_probability = quality->inverted_probability =
+        std::numeric_limits<float>::quiet_NaN();
+}
 
 void lungseg_options_init(lungseg_options* options) {
     if (options == nullptr) return;
@@ -661,6 +736,64 @@ lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const void* pixels,
         check_flags(flags);
         run_call(*segmenter, pixels, pixel_type, width, height, row_stride, mask, nullptr, flags);
     });
+}
+
+lungseg_status lungseg_analyze(lungseg_segmenter* segmenter, const void* pixels, std::size_t pixels_size,
+                               int32_t pixel_type, uint32_t width, uint32_t height, std::size_t row_stride,
+                               uint8_t* mask, std::size_t mask_size, uint32_t flags, float min_quality,
+                               lungseg_quality* quality) {
+    return guarded("lungseg_analyze", [&] {
+        if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+        const uint64_t count =
+            check_image(pixels, pixels_size, pixel_type, width, height, row_stride, segmenter->max_pixels);
+        if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
+        if (mask_size < count)
+            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
+                                                     std::to_string(count) + " bytes");
+        check_flags(flags);
+        check_quality_struct(quality);
+        Analysis analysis;
+        analysis.min_quality = resolve_min_quality(min_quality);
+        run_call(*segmenter, pixels, pixel_type, width, height, row_stride, mask, nullptr, flags, &analysis);
+        write_quality(quality, analysis.result);
+    });
+}
+
+lungseg_status lungseg_quality_flags(const uint8_t* labels, std::size_t labels_size, uint32_t width, uint32_t height,
+                                     float min_quality, lungseg_quality* quality) {
+    return guarded("lungseg_quality_flags", [&] {
+        if (labels == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "labels is NULL");
+        if (width == 0 || height == 0)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT,
+                 "labels size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
+        const uint64_t count = static_cast<uint64_t>(width) * height;
+        if (count > kHardMaxPixels)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "labels of " + std::to_string(count) + " pixels are above the supported " +
+                                                     std::to_string(kHardMaxPixels));
+        if (labels_size < count)
+            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "labels_size " + std::to_string(labels_size) +
+                                                     " bytes is below width * height = " + std::to_string(count) + " bytes");
+        check_quality_struct(quality);
+        const lungseg::detail::LabelStats stats = lungseg::detail::label_stats(labels, height, width);
+        if (stats.other != 0)
+            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, std::to_string(stats.other) +
+                                                     " pixels of labels are not 0, 1 or 2 (labels as lungseg_segment() or "
+                                                     "lungseg_postprocess() write them with LUNGSEG_SEGMENT_LABELS)");
+        const float row[lungseg::detail::kQualityFields] = {quality->quality, quality->dice_estimate,
+                                                            quality->frontal_probability, quality->inverted_probability};
+        quality->flags = lungseg::detail::quality_flags(row, stats, height, width, resolve_min_quality(min_quality));
+    });
+}
+
+const char* lungseg_flag_name(uint32_t flag) {
+    switch (flag) {
+        case LUNGSEG_FLAG_NOT_FRONTAL_CHEST: return "not_frontal_chest";
+        case LUNGSEG_FLAG_INVERTED: return "inverted";
+        case LUNGSEG_FLAG_ONE_LUNG: return "one_lung";
+        case LUNGSEG_FLAG_IMPLAUSIBLE_SHAPE: return "implausible_shape";
+        case LUNGSEG_FLAG_LOW_CONFIDENCE: return "low_confidence";
+        default: return nullptr;
+    }
 }
 
 lungseg_status lungseg_probability(lungseg_segmenter* segmenter, const void* pixels, std::size_t pixels_size,

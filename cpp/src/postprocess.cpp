@@ -8,6 +8,8 @@
 // written only inside the bounding box of the mask's pixels (outside it every byte is already 0).
 #include "postprocess.h"
 
+#include "lungseg/lungseg.h"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -333,6 +335,61 @@ void label_lungs(uint8_t* mask, int64_t height, int64_t width, PostprocessScratc
         for (int32_t i = r.row_begin[y]; i < r.row_begin[y + 1]; ++i)
             std::memset(row + r.start[i], value, static_cast<std::size_t>(r.end[i] - r.start[i]));
     }
+}
+
+LabelStats label_stats(const uint8_t* labels, int64_t height, int64_t width) {
+    LabelStats s;
+    s.row0 = height;
+    s.col0 = width;
+    for (int64_t y = 0; y < height; ++y) {
+        const uint8_t* row = labels + y * width;
+        const int64_t first = next_nonzero(row, 0, width);
+        if (first >= width) {
+            s.count[0] += width;
+            continue;
+        }
+        int64_t last = width - 1;
+        while (row[last] == 0) --last;
+        int64_t ones = 0, twos = 0, zeros = first + (width - 1 - last);
+        for (int64_t x = first; x <= last; ++x) {  // branch-free: the compiler vectorizes it
+            const uint8_t v = row[x];
+            ones += v == 1;
+            twos += v == 2;
+            zeros += v == 0;
+        }
+        s.count[0] += zeros;
+        s.count[1] += ones;
+        s.count[2] += twos;
+        s.other += width - zeros - ones - twos;
+        s.row0 = std::min(s.row0, y);
+        s.row1 = y;
+        s.col0 = std::min(s.col0, first);
+        s.col1 = std::max(s.col1, last);
+    }
+    if (s.row1 < 0) s.row0 = s.col0 = 0;
+    return s;
+}
+
+uint32_t quality_flags(const float row[4], const LabelStats& s, int64_t height, int64_t width, double min_quality) {
+    const double quality = row[0], frontal = row[2], inverted = row[3];  // float32 -> double, as Python's float()
+    uint32_t flags = 0;
+    if (inverted >= kViewCutoff) flags |= LUNGSEG_FLAG_INVERTED;
+    else if (frontal < kViewCutoff) flags |= LUNGSEG_FLAG_NOT_FRONTAL_CHEST;  // NaN: neither
+    // counts.min() < ONE_LUNG_RATIO * counts.max() or counts.max() == 0 (int64 vs float64)
+    const int64_t small = std::min(s.count[1], s.count[2]), large = std::max(s.count[1], s.count[2]);
+    if (static_cast<double>(small) < kOneLungRatio * static_cast<double>(large) || large == 0)
+        flags |= LUNGSEG_FLAG_ONE_LUNG;
+    // _implausible(): area / float(h * w) outside AREA_RANGE, else the box's aspect
+    const int64_t area = s.count[1] + s.count[2];
+    const double share = static_cast<double>(area) / static_cast<double>(height * width);
+    bool implausible = !(kAreaRange[0] <= share && share <= kAreaRange[1]);
+    if (!implausible) {
+        const double aspect = static_cast<double>(s.col1 - s.col0 + 1) / static_cast<double>(s.row1 - s.row0 + 1);
+        implausible = !(kAspectRange[0] <= aspect && aspect <= kAspectRange[1]);
+    }
+    if (implausible) flags |= LUNGSEG_FLAG_IMPLAUSIBLE_SHAPE;
+    if (!(quality >= min_quality)) flags |= LUNGSEG_FLAG_LOW_CONFIDENCE;  // NaN: not confident either
+    return flags;
 }
 
 }  // namespace lungseg::detail

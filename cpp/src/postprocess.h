@@ -1,4 +1,5 @@
-// Host-side mask clean-up: the C++ twin of src/lungseg/postprocess.py.
+// Host-side mask clean-up: the C++ twin of src/lungseg/postprocess.py (and of the flag
+// rules of src/lungseg/quality.py, flags_of()).
 //
 // Both are pinned by the shared golden fixtures in cpp/tests/fixtures (checked by pytest
 // and by ctest). The rules, step by step as in Python:
@@ -45,6 +46,27 @@ void clean_mask(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch
 
 // In place: any non-zero pixel is lung; the result is 0/1/2.
 void label_lungs(uint8_t* mask, int64_t height, int64_t width, PostprocessScratch& scratch);
+
+// The quality flags of lungseg.quality.flags_of() in Python (bits LUNGSEG_FLAG_*), from the
+// graph's quality row (quality, dice_estimate, frontal_probability, inverted_probability)
+// and 0/1/2 labels, with Python's arithmetic: float32 row values compared as double,
+// pixel counts exact, the area share and the bounding box's aspect in double.
+inline constexpr double kViewCutoff = 0.5;              // VIEW_CUTOFF
+inline constexpr double kMinQuality = 0.90;             // MIN_QUALITY (the default min_quality)
+inline constexpr double kOneLungRatio = 0.25;           // ONE_LUNG_RATIO
+inline constexpr double kAreaRange[2] = {0.05, 0.70};   // AREA_RANGE
+inline constexpr double kAspectRange[2] = {0.6, 2.6};   // BOX_ASPECT_RANGE
+
+// What the flags need of the labels: pixels per label and the bounding box of the non-zero
+// pixels (rows [row0, row1], columns [col0, col1], inclusive; meaningless when none).
+struct LabelStats {
+    int64_t count[3] = {0, 0, 0};  // labels 0, 1, 2
+    int64_t other = 0;             // pixels of any other value
+    int64_t row0 = 0, row1 = -1, col0 = 0, col1 = -1;
+};
+LabelStats label_stats(const uint8_t* labels, int64_t height, int64_t width);
+uint32_t quality_flags(const float row[4], const LabelStats& stats, int64_t height, int64_t width,
+                       double min_quality);
 
 inline void clean_mask(uint8_t* mask, int64_t height, int64_t width) {
     PostprocessScratch scratch;

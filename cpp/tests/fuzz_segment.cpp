@@ -1,7 +1,7 @@
-// libFuzzer target: the pixel-buffer entry points (lungseg_segment, lungseg_probability,
-// lungseg_postprocess) and the workspace/cancel calls with fuzzed sizes, strides, pixel
+// libFuzzer target: the pixel-buffer entry points (lungseg_segment, lungseg_analyze,
+// lungseg_probability, lungseg_postprocess) and the workspace/cancel calls with fuzzed sizes, strides, pixel
 // types, flags, buffer sizes and pixels, on the small per-pixel test graph (lung where
-// pixel > 128). The harness allocates exactly the bytes it declares (pixels_size,
+// pixel > 128; with the quality output of schema 2). The harness allocates exactly the bytes it declares (pixels_size,
 // mask_size, the workspace's size), so AddressSanitizer sees any access past them.
 // Request layout:
 //   byte 0  pixel type: 0 uint8, 1 uint16, 2 uint8, 3 an invalid value (byte >> 2)
@@ -13,7 +13,8 @@
 //           3 pixels_size = byte 6 (a tiny buffer)
 //   byte 5  mode: 0-1 segment, 2 probability, 3 postprocess the pixels as a mask,
 //           4 segment with a caller workspace, 5 cancel (nothing running) then segment,
-//           6-7 segment
+//           6 lungseg_analyze (min_quality from byte 1, the quality struct's size from
+//           byte 4 bit 5: sizeof or one byte short), 7 segment
 //   rest    pixel bytes, repeated to fill the buffer
 #include <cstddef>
 #include <algorithm>
@@ -28,7 +29,8 @@ namespace {
 
 lungseg_segmenter* segmenter() {
     static lungseg_segmenter* seg = [] {
-        const std::string model = lungseg_test::make_onnx_model();
+        // The schema 2 variant: the quality output too (lungseg_segment does not fetch it).
+        const std::string model = lungseg_test::make_onnx_model(lungseg_test::Variant::Quality);
         lungseg_options options;
         lungseg_options_init(&options);
         options.num_threads = 1;
@@ -69,6 +71,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (mode == 2) {
         std::vector<float> prob(count);
         (void)lungseg_probability(seg, px, pixels.size(), type, w, h, stride, prob.data(), prob.size() * sizeof(float));
+    } else if (mode == 6) {
+        std::vector<uint8_t> mask(count);
+        lungseg_quality quality;
+        lungseg_quality_init(&quality);
+        if (data[4] & 0x20u) quality.struct_size -= 1;
+        const float min_quality = static_cast<float>(data[1]) / 128.0f - 0.5f;  // negative (default) .. 1.49
+        (void)lungseg_analyze(seg, px, pixels.size(), type, w, h, stride, mask.data(), mask.size(), flags, min_quality,
+                              &quality);
+        if (!mask.empty()) (void)lungseg_quality_flags(mask.data(), mask.size(), w, h, min_quality, &quality);
     } else if (mode == 3) {
         std::vector<uint8_t> mask(pixels.begin(), pixels.begin() + static_cast<std::ptrdiff_t>(std::min(count, pixels.size())));
         mask.resize(count);

@@ -6,19 +6,28 @@
 Writes into DIR (a build folder, never the repository):
   model.onnx, model.pt       the pipeline (preprocessing inside) exported by lungseg.export:
                              input `pixels` float32 [N,1,H,W]; outputs `mask` uint8 and
-                             `probability` float32 [N,1,H,W]; metadata "lungseg.json"
+                             `probability` float32 [N,1,H,W], `quality` float32 [N,4]
+                             (schema 2); metadata "lungseg.json"
   foreign.pt                 a TorchScript module that is not a lungseg graph
-  synth_*.png                synthetic chest-like images of unusual sizes, 8 and 16 bit
+  synth_*.png                synthetic chest-like images of unusual sizes, 8 and 16 bit, and
+                             two the view check should flag (inverted, turned a quarter)
   <case>.{raw,clean,labels}.pgm, <case>.prob.f32
                              what lungseg.Segmenter gives for each case: mask without and with
                              the clean-up, 0/1/2 labels, probability (float32, row-major)
+  <case>.quality.txt         one line: the quality row (quality, dice_estimate,
+                             frontal_probability, inverted_probability; float32 values as
+                             decimals, "nan" without a head), then the flag bits of
+                             lungseg.quality.flags_of(row, labels) for the cleaned labels and
+                             for label_lungs(raw) (Segmenter.analyze(), postprocess on / off)
   manifest.tsv               the cases: group, name, input PNG, reference prefix
 
 Real X-rays are read in place from --data (the first test-split images of each set, sorted
 by id) and never copied; where the folder is absent the real group is empty and the
 C++ test skips it with the reason. The weights are --weights, else the shipped
-src/lungseg/weights/default.pt when present, else a tiny untrained model (seeded).
-Nothing is redone when DIR already holds artifacts made from the same inputs.
+src/lungseg/weights/default.pt when present (it carries a calibrated quality head), else a
+tiny untrained model (seeded) with a quality head whose Dice-estimate coefficients are set
+so that its quality row varies from image to image. Nothing is redone when DIR already
+holds artifacts made from the same inputs.
 """
 
 from __future__ import annotations
@@ -41,8 +50,10 @@ import lungseg
 from lungseg import postprocess as post
 from lungseg.api import DEFAULT_WEIGHTS, Segmenter
 from lungseg.checkpoint import load_weights, save_weights, sha256_file
+from lungseg.io import load_any
 from lungseg.models import create_model
 from lungseg.pipeline import SegmentationPipeline
+from lungseg.quality import FLAGS, flags_of
 
 THRESHOLD = 0.5
 SYNTHETIC = [  # name, width, height, bits (values), container dtype
@@ -52,6 +63,12 @@ SYNTHETIC = [  # name, width, height, bits (values), container dtype
     ("synth_517x333_u8", 517, 333, 8, np.uint8),
     ("synth_97x61_u8", 97, 61, 8, np.uint8),
     ("synth_17x11_u8", 17, 11, 8, np.uint8),
+]
+# Views the quality head's view check should flag (inverted, not_frontal_chest): a synthetic
+# X-ray inverted, and one turned a quarter (name, width, height, bits, dtype, transform).
+SYNTHETIC_VIEWS = [
+    ("synth_inverted_640x512_u8", 640, 512, 8, np.uint8, "invert"),
+    ("synth_rotated_512x640_u16", 640, 512, 16, np.uint16, "rotate"),
 ]
 
 
@@ -91,10 +108,11 @@ def choose_weights(out: Path, given: str | None) -> Path:
         return Path(given)
     if DEFAULT_WEIGHTS.is_file():
         return DEFAULT_WEIGHTS
-    path = out / "tiny_weights.pt"
+    path = out / "tiny_weights_quality.pt"
     if not path.is_file():
         torch.manual_seed(0)
-        model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8)).eval()
+        model = create_model("resnet18", "sga", decoder_channels=(32, 16, 16, 8, 8), extents=("visible", "full"),
+                             quality={"width": 4}).eval()
         # Untrained, the network calls every pixel lung; shift the head's bias so that about
         # half of a synthetic X-ray is above the threshold, which makes the masks (and the
         # parity test) non-trivial: many boundary pixels, several components, holes.
@@ -102,6 +120,10 @@ def choose_weights(out: Path, given: str | None) -> Path:
             pixels = torch.from_numpy(synthetic_xray(256, 256, 8, np.uint8, 0).astype(np.float32))[None, None]
             logits = SegmentationPipeline(model, 64).logits(pixels)
             model.head.bias -= logits.median()
+            # A quality head whose Dice estimate depends on the image (the default coef is 0:
+            # a constant); its untrained view check gives image-dependent probabilities.
+            model.quality_head.coef.copy_(torch.tensor([0.5, 0.2, 0.1, -1.0]))
+            model.quality_head.bias.copy_(torch.tensor([-1.0, -1.2]))
         save_weights(path, model, image_size=64)
     return path
 
@@ -183,8 +205,10 @@ def real_cases(data: Path, per_set: int):
 def stamp_of(args, weights: Path, reals) -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update(Path(lungseg.__file__).parent.joinpath("export", "onnx.py").read_bytes()
-             if Path(lungseg.__file__).parent.joinpath("export", "onnx.py").is_file() else b"")
+    package = Path(lungseg.__file__).parent
+    for part in (("export", "onnx.py"), ("export", "torchscript.py"), ("pipeline.py",), ("quality.py",),
+                 ("preprocess.py",), ("postprocess.py",)):
+        h.update(package.joinpath(*part).read_bytes() if package.joinpath(*part).is_file() else b"")
     h.update(sha256_file(weights).encode())
     h.update(repr((args.torchscript, [str(p.resolve()) for _, _, p in reals])).encode())
     return h.hexdigest()
@@ -217,30 +241,45 @@ def main(argv=None) -> int:
         png = out / f"{name}.png"
         cv2.imwrite(str(png), synthetic_xray(w, h, bits, dtype, seed=k + 1), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         cases.append(("synthetic", name, png))
+    for k, (name, w, h, bits, dtype, transform) in enumerate(SYNTHETIC_VIEWS):
+        img = synthetic_xray(w, h, bits, dtype, seed=100 + k)
+        img = (np.iinfo(dtype).max - img).astype(dtype) if transform == "invert" else np.ascontiguousarray(np.rot90(img))
+        png = out / f"{name}.png"
+        cv2.imwrite(str(png), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        cases.append(("synthetic", name, png))
     cases += reals
 
     segmenter = Segmenter(model=str(weights), device="cpu", threshold=THRESHOLD)
     rows = []
     for group, name, png in cases:
         prefix = out / name
-        # One network run per image: Segmenter.segment() thresholds the same probability
-        # and applies the same two postprocess functions (checked below on small images).
-        prob = segmenter.probability(png)
+        # One network run per image: Segmenter.segment()/analyze() threshold the same
+        # probability and apply the same two postprocess functions (checked below on small
+        # images); the quality row comes from the same run.
+        probs, _, quality = segmenter._run(load_any(png)[None], segmenter.extent)
+        prob, row = probs[0], [float(v) for v in np.asarray(quality[0], np.float32)]
         raw = (prob > THRESHOLD).astype(np.uint8)
         clean = post.clean_mask(raw)
         labels = post.label_lungs(clean)
+        bits = [sum(1 << FLAGS.index(f) for f in flags_of(row, lab)) for lab in (labels, post.label_lungs(raw))]
         if prob.size <= 1_000_000:
             assert np.array_equal(segmenter.segment(png, labels=True), labels), name
+            result = segmenter.analyze(png)
+            assert np.array_equal(result.labels, labels) and bits[0] == sum(1 << FLAGS.index(f) for f in result.flags), name
         write_pgm(Path(f"{prefix}.raw.pgm"), raw)
         write_pgm(Path(f"{prefix}.clean.pgm"), clean)
         write_pgm(Path(f"{prefix}.labels.pgm"), labels)
         prob.astype("<f4").tofile(f"{prefix}.prob.f32")
+        text = " ".join("nan" if np.isnan(v) else repr(v) for v in row)
+        Path(f"{prefix}.quality.txt").write_text(f"{text} {bits[0]} {bits[1]}\n")
         rows.append(f"{group}\t{name}\t{png}\t{prefix}")
 
     real_note = (f"{len(reals)} real test images from {args.data}" if reals
                  else f"no real X-ray data at {args.data} (../shared/data beside the project)")
     header = [f"# weights\t{weights}",
               f"# exporter\t{exporter}",
+              # the stand-in exporter's graph has no quality output: the C++ row is then NaN
+              f"# quality_output\t{'yes' if exporter == 'lungseg.export' else 'no'}",
               f"# model_onnxruntime\t{out / 'model.onnx'}",
               f"# real_data\t{real_note}"]
     if args.torchscript == "yes":

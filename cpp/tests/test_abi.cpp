@@ -426,6 +426,8 @@ struct OptionsV1 {
 
 void test_struct_size() {
     CHECK(lungseg_abi_version() == LUNGSEG_ABI_VERSION);
+    CHECK(LUNGSEG_ABI_VERSION == 3 && LUNGSEG_MODEL_SCHEMA_VERSION == 2);
+    CHECK(sizeof(lungseg_quality) == 24);  // ABI 3's layout: the size lungseg_quality.struct_size starts from
     CHECK(sizeof(OptionsV1) == 32);
     const std::string model = make_onnx_model();
     lungseg_segmenter* seg = nullptr;
@@ -653,13 +655,23 @@ void test_cancel() {
     // length of one call (each call starts when the previous one was cancelled), so that
     // some land in the pixel conversion and some in the graph, whatever the build's speed.
     std::atomic<bool> done{false};
-    int ok = 0, cancelled = 0, in_graph = 0, other = 0;
+    int ok = 0, cancelled = 0, in_graph = 0, other = 0, analyze_cancelled = 0;
     std::string other_message;
     std::thread worker([&] {
         std::vector<uint8_t> m(img.size());
-        for (int k = 0; k < 300 && in_graph == 0; ++k) {
-            const lungseg_status st = lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(),
-                                                      m.size(), LUNGSEG_SEGMENT_RAW);
+        for (int k = 0; k < 300 && (in_graph == 0 || analyze_cancelled == 0); ++k) {
+            // Every other call is lungseg_analyze(): cancelled the same way, *quality left as it was.
+            lungseg_quality q;
+            lungseg_quality_init(&q);
+            q.flags = 0xABCDu;
+            const lungseg_status st =
+                k % 2 == 0 ? lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(), m.size(),
+                                             LUNGSEG_SEGMENT_RAW)
+                           : lungseg_analyze(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, m.data(), m.size(),
+                                             LUNGSEG_SEGMENT_RAW, 0.0f, &q);
+            if (k % 2 == 1 && st != LUNGSEG_OK && q.flags != 0xABCDu) ++other;
+            if (k % 2 == 1 && st == LUNGSEG_OK && q.flags == 0xABCDu) ++other;
+            if (k % 2 == 1 && st == LUNGSEG_CANCELLED) ++analyze_cancelled;
             if (st == LUNGSEG_OK) {
                 ++ok;
             } else if (st == LUNGSEG_CANCELLED) {
@@ -679,14 +691,227 @@ void test_cancel() {
         CHECK(lungseg_cancel(seg) == LUNGSEG_OK);
     }
     worker.join();
-    std::printf("  cancel: %d calls completed, %d cancelled (%d inside the graph), %d other\n", ok, cancelled, in_graph,
-                other);
+    std::printf("  cancel: %d calls completed, %d cancelled (%d inside the graph, %d lungseg_analyze), %d other\n", ok,
+                cancelled, in_graph, analyze_cancelled, other);
     CHECK_MSG(other == 0, "unexpected results: %s", other_message.c_str());
     CHECK(cancelled > 0);
     CHECK_MSG(in_graph > 0, "no call was stopped inside the graph");
+    CHECK_MSG(analyze_cancelled > 0, "no lungseg_analyze() call was cancelled");
     // The segmenter is still usable after cancellations.
     CHECK(lungseg_segment(seg, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(), mask.size(),
                           LUNGSEG_SEGMENT_RAW) == LUNGSEG_OK);
+    lungseg_destroy(seg);
+}
+
+// ---- lungseg_analyze: quality row and flags ------------------------------------------------
+
+lungseg_quality fresh_quality() {
+    lungseg_quality q;
+    lungseg_quality_init(&q);
+    return q;
+}
+
+// The flags lungseg_quality_flags() gives for `mask` (0/1 or 0/1/2) and the row of q: what
+// lungseg_analyze() must have given with the same flags.
+uint32_t flags_via_quality_flags(std::vector<uint8_t> mask, uint32_t w, uint32_t h, uint32_t flags,
+                                 const lungseg_quality& q, float min_quality) {
+    if ((flags & LUNGSEG_SEGMENT_LABELS) == 0)
+        CHECK(lungseg_postprocess(mask.data(), mask.size(), w, h, LUNGSEG_SEGMENT_LABELS | LUNGSEG_SEGMENT_RAW) ==
+              LUNGSEG_OK);  // labels of the mask as returned (already cleaned unless RAW)
+    lungseg_quality copy = q;
+    CHECK_MSG(lungseg_quality_flags(mask.data(), mask.size(), w, h, min_quality, &copy) == LUNGSEG_OK, "%s",
+              lungseg_last_error());
+    return copy.flags;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// The test graph without a quality output (a schema 1 artifact): NaN row, LOW_CONFIDENCE,
+// and the mask exactly lungseg_segment()'s for every flag set.
+void test_analyze(lungseg_segmenter* seg) {
+    const uint32_t w = 40, h = 30;
+    const std::vector<uint8_t> img = test_image(w, h);
+    const auto U8 = LUNGSEG_PIXEL_UINT8;
+    for (uint32_t flags : {0u, LUNGSEG_SEGMENT_LABELS, LUNGSEG_SEGMENT_RAW, LUNGSEG_SEGMENT_RAW | LUNGSEG_SEGMENT_LABELS}) {
+        std::vector<uint8_t> want(w * h), got(w * h, 9);
+        CHECK(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, want.data(), want.size(), flags) == LUNGSEG_OK);
+        lungseg_quality q = fresh_quality();
+        q.flags = 0xABCDu;
+        CHECK_MSG(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, got.data(), got.size(), flags, 0.0f, &q) ==
+                      LUNGSEG_OK,
+                  "%s", lungseg_last_error());
+        CHECK(std::string(lungseg_last_error()).empty());
+        CHECK_MSG(got == want, "analyze's mask differs from segment's (flags %u)", flags);
+        CHECK(q.struct_size == sizeof q);
+        CHECK(std::isnan(q.quality) && std::isnan(q.dice_estimate) && std::isnan(q.frontal_probability) &&
+              std::isnan(q.inverted_probability));
+        CHECK_MSG((q.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) != 0, "flags 0x%x", q.flags);
+        CHECK((q.flags & (LUNGSEG_FLAG_INVERTED | LUNGSEG_FLAG_NOT_FRONTAL_CHEST)) == 0);  // NaN view: neither
+        CHECK_MSG(q.flags == flags_via_quality_flags(got, w, h, flags, q, 0.0f), "flags %u: 0x%x", flags, q.flags);
+    }
+    // Argument checks, each before anything is written.
+    std::vector<uint8_t> mask(w * h, 7);
+    lungseg_quality q = fresh_quality();
+    q.flags = 0xABCDu;
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, nullptr),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "quality is NULL");
+    EXPECT_STATUS(lungseg_analyze(nullptr, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size() - 1, U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "pixels_size 1199 bytes is below the 1200 bytes");
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size() - 1, 0, 0.0f, &q),
+                  LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size 1199");
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, nullptr, mask.size(), 0, 0.0f, &q),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), 3, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "pixel_type 3");
+    EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0x20, 0.0f, &q),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "unknown flags 0x20");
+    const std::vector<uint8_t> constant(w * h, 77);
+    EXPECT_STATUS(lungseg_analyze(seg, constant.data(), constant.size(), U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                  LUNGSEG_ERROR_INVALID_ARGUMENT, "constant image");
+    for (uint32_t bad : {0u, 8u, static_cast<uint32_t>(sizeof(lungseg_quality) - 1), 4097u, 100000u}) {
+        q.struct_size = bad;
+        EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                      LUNGSEG_ERROR_INVALID_ARGUMENT, "quality->struct_size is");
+        CHECK(contains(lungseg_last_error(), std::to_string(bad).c_str()));
+    }
+    CHECK(q.flags == 0xABCDu);  // none of the refused calls wrote it
+    std::size_t untouched = 0;
+    for (uint8_t v : mask) untouched += v == 7;
+    CHECK(untouched == mask.size());
+    // A newer header's larger struct: our fields written, the bytes beyond them zeroed.
+    struct Bigger {
+        lungseg_quality q;
+        unsigned char newer[40];
+    } big;
+    std::memset(&big, 0x5A, sizeof big);
+    big.q.struct_size = sizeof big;
+    CHECK_MSG(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), 0, 0.0f, &big.q) ==
+                  LUNGSEG_OK,
+              "%s", lungseg_last_error());
+    CHECK(big.q.struct_size == sizeof big && std::isnan(big.q.quality) && (big.q.flags & LUNGSEG_FLAG_LOW_CONFIDENCE));
+    std::size_t zero = 0;
+    for (unsigned char b : big.newer) zero += b == 0;
+    CHECK_MSG(zero == sizeof big.newer, "%zu of %zu bytes beyond the struct zeroed", zero, sizeof big.newer);
+    // A caller workspace of exactly lungseg_workspace_size(): the labels for the flags fit
+    // in it (ASan sees any byte beyond), results unchanged.
+    std::size_t bytes = 0;
+    CHECK(lungseg_workspace_size(seg, w, h, &bytes) == LUNGSEG_OK);
+    std::vector<unsigned char> ws(bytes);
+    CHECK(lungseg_set_workspace(seg, ws.data(), ws.size()) == LUNGSEG_OK);
+    std::vector<uint8_t> own(w * h), reference(w * h);
+    CHECK(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, reference.data(), reference.size(), 0) == LUNGSEG_OK);
+    lungseg_quality in_ws = fresh_quality();
+    CHECK(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, own.data(), own.size(), 0, 0.0f, &in_ws) == LUNGSEG_OK);
+    CHECK(own == reference && in_ws.flags == big.q.flags);
+    CHECK(lungseg_set_workspace(seg, nullptr, 0) == LUNGSEG_OK);
+    // After a cancel with nothing running, analyze works as before.
+    CHECK(lungseg_cancel(seg) == LUNGSEG_OK);
+    lungseg_quality after = fresh_quality();
+    CHECK(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, own.data(), own.size(), 0, 0.0f, &after) == LUNGSEG_OK);
+    CHECK(own == reference && after.flags == big.q.flags);
+}
+
+// Mean of the test graph's probability, sigmoid(pixel - 128), in double.
+double mean_probability(const std::vector<uint8_t>& img) {
+    double sum = 0;
+    for (uint8_t v : img) sum += 1.0 / (1.0 + std::exp(-(static_cast<double>(v) - 128.0)));
+    return sum / static_cast<double>(img.size());
+}
+
+// The schema 2 test graph: the row from the graph (it depends on the image), flags by the
+// rules, min_quality, and quality outputs off the contract.
+void test_analyze_quality_model() {
+    {  // a schema 1 artifact (no quality output) says so with NaN and LOW_CONFIDENCE
+        const std::string v1 = model_with(R"({"producer": "lungseg", "schema_version": 1})");
+        lungseg_segmenter* old = create_ok(v1);
+        const std::vector<uint8_t> img = test_image(40, 30);
+        std::vector<uint8_t> mask(img.size());
+        lungseg_quality q = fresh_quality();
+        q.quality = 0.5f;
+        CHECK(old != nullptr && lungseg_analyze(old, img.data(), img.size(), LUNGSEG_PIXEL_UINT8, 40, 30, 0, mask.data(),
+                                                mask.size(), 0, 0.5f, &q) == LUNGSEG_OK);
+        CHECK(std::isnan(q.quality) && std::isnan(q.inverted_probability) && (q.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) != 0);
+        lungseg_destroy(old);
+    }
+    const std::string model = make_onnx_model(Variant::Quality, true, R"({"producer": "lungseg", "schema_version": 2})");
+    lungseg_options o;
+    lungseg_options_init(&o);
+    o.num_threads = 1;
+    lungseg_segmenter* seg = create_ok(model, &o);
+    if (seg == nullptr) return;
+    const auto U8 = LUNGSEG_PIXEL_UINT8;
+    for (uint32_t h : {30u, 31u}) {
+        const uint32_t w = 40;
+        std::vector<uint8_t> img = test_image(w, h);
+        if (h == 31)
+            for (auto& v : img) v = static_cast<uint8_t>(v > 128 ? v : 130 + v % 3);  // nearly all lung: quality near 1
+        const double m = mean_probability(img);
+        for (uint32_t flags : {0u, LUNGSEG_SEGMENT_LABELS, LUNGSEG_SEGMENT_RAW}) {
+            std::vector<uint8_t> mask(w * h), want(w * h);
+            lungseg_quality q = fresh_quality();
+            CHECK_MSG(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), flags, 0.0f, &q) ==
+                          LUNGSEG_OK,
+                      "%s", lungseg_last_error());
+            CHECK(lungseg_segment(seg, img.data(), img.size(), U8, w, h, 0, want.data(), want.size(), flags) == LUNGSEG_OK);
+            CHECK(mask == want);
+            const float row[4] = {q.quality, q.dice_estimate, q.frontal_probability, q.inverted_probability};
+            for (int k = 0; k < 4; ++k) {
+                const double expected = lungseg_test::kQualityScale[k] * m + lungseg_test::kQualityOffset[k];
+                CHECK_MSG(std::fabs(row[k] - expected) < 1e-5, "%ux%u field %d: %.7f, expected %.7f", w, h, k, row[k],
+                          expected);
+            }
+            CHECK(q.flags == flags_via_quality_flags(mask, w, h, flags, q, 0.0f));
+            CHECK((q.flags & (LUNGSEG_FLAG_INVERTED | LUNGSEG_FLAG_NOT_FRONTAL_CHEST)) == 0);  // frontal 0.9, inverted 0.1
+            const bool low = !(static_cast<double>(q.quality) >= 0.9);
+            CHECK(((q.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) != 0) == low);
+            // min_quality: 0.1 lets the row through, 1.0 (or above the row) never does.
+            lungseg_quality lenient = fresh_quality(), strict = fresh_quality();
+            CHECK(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), flags, 0.1f, &lenient) ==
+                  LUNGSEG_OK);
+            CHECK(lungseg_analyze(seg, img.data(), img.size(), U8, w, h, 0, mask.data(), mask.size(), flags, 1.0f, &strict) ==
+                  LUNGSEG_OK);
+            CHECK((lenient.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) == 0 && (strict.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) != 0);
+            CHECK((lenient.flags | LUNGSEG_FLAG_LOW_CONFIDENCE) == (q.flags | LUNGSEG_FLAG_LOW_CONFIDENCE));
+            CHECK(same_bits(lenient.quality, q.quality) && same_bits(strict.dice_estimate, q.dice_estimate));
+            if (h == 30 && flags == 0)
+                std::printf("  analyze %ux%u: row (%.4f %.4f %.4f %.4f), flags 0x%x; mean probability %.4f\n", w, h, row[0],
+                            row[1], row[2], row[3], q.flags, m);
+        }
+    }
+    // lungseg_segment / lungseg_probability on a schema 2 graph are unchanged by the extra output.
+    const std::vector<uint8_t> img = test_image(40, 30);
+    std::vector<uint8_t> raw(img.size());
+    CHECK(lungseg_segment(seg, img.data(), img.size(), U8, 40, 30, 0, raw.data(), raw.size(), LUNGSEG_SEGMENT_RAW) ==
+          LUNGSEG_OK);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < raw.size(); ++i) wrong += raw[i] != (img[i] > 128 ? 1 : 0);
+    CHECK(wrong == 0);
+    lungseg_destroy(seg);
+
+    // A `quality` output off the contract: refused at create ([N,3], int64) or when run ([1,8]).
+    const std::string three_wide = make_onnx_model(Variant::QualityThreeWide);
+    EXPECT_STATUS(lungseg_create_from_memory(three_wide.data(), three_wide.size(), &o, &seg), LUNGSEG_ERROR_MODEL,
+                  "; outputs 'mask' uint8");
+    // (the width ONNX Runtime reports is the declared 3 or the inferred [1,3])
+    CHECK(contains(lungseg_last_error(), "not a lungseg graph") && contains(lungseg_last_error(), "'quality' float32 [") &&
+          contains(lungseg_last_error(), ",3]") && seg == nullptr);
+    const std::string int64_quality = make_onnx_model(Variant::QualityInt64);
+    EXPECT_STATUS(lungseg_create_from_memory(int64_quality.data(), int64_quality.size(), &o, &seg), LUNGSEG_ERROR_MODEL,
+                  "'quality' int64");
+    const std::string misshaped = make_onnx_model(Variant::QualityMisshaped);
+    seg = create_ok(misshaped, &o);
+    if (seg != nullptr) {
+        std::vector<uint8_t> mask(img.size());
+        lungseg_quality q = fresh_quality();
+        q.flags = 0xABCDu;
+        EXPECT_STATUS(lungseg_analyze(seg, img.data(), img.size(), U8, 40, 30, 0, mask.data(), mask.size(), 0, 0.0f, &q),
+                      LUNGSEG_ERROR_INFERENCE, "ONNX Runtime failed on a 40x30 image");
+        CHECK(q.flags == 0xABCDu && std::isnan(q.quality));  // left as it was
+        // The mask alone does not need the quality output.
+        CHECK(lungseg_segment(seg, img.data(), img.size(), U8, 40, 30, 0, mask.data(), mask.size(), 0) == LUNGSEG_OK);
+    }
     lungseg_destroy(seg);
 }
 
@@ -770,8 +995,10 @@ int main(int argc, char** argv) {
         test_concurrent_calls(seg);
         test_short_buffers(seg);
         test_workspace(seg);
+        test_analyze(seg);
     }
     lungseg_destroy(seg);
+    test_analyze_quality_model();
     test_limits_and_misshaped_output();
     return lungseg_test::finish("test_abi");
 }

@@ -5,8 +5,10 @@
 // the network with a per-pixel rule: probability = sigmoid(pixels - 128), mask =
 // probability > 0.5, i.e. lung where a pixel is above 128. That makes masks with many
 // components out of arbitrary pixels, which exercises the host-side postprocessing.
-// Variants break the contract on purpose (foreign names, wrong types, missing or
-// mis-shaped outputs) for the bad-input tests.
+// Without a `quality` output the graph is what a schema 1 artifact is; the Quality variant
+// adds the schema 2 output `quality` float32 [N, 4] = kQualityScale * mean(probability) +
+// kQualityOffset (so the row depends on the image). Other variants break the contract on
+// purpose (foreign names, wrong types, missing or mis-shaped outputs) for the bad-input tests.
 #ifndef LUNGSEG_TESTS_TEST_MODELS_H
 #define LUNGSEG_TESTS_TEST_MODELS_H
 
@@ -55,7 +57,21 @@ private:
 };
 
 // ONNX TensorProto.DataType values.
-enum : int { kFloat = 1, kUint8 = 2, kBool = 9 };
+enum : int { kFloat = 1, kUint8 = 2, kInt64 = 7, kBool = 9 };
+
+// The Quality variant's row: quality = scale * mean(probability) + offset, per field.
+inline constexpr float kQualityScale[4] = {0.5f, 0.4f, 0.0f, 0.0f};
+inline constexpr float kQualityOffset[4] = {0.5f, 0.6f, 0.9f, 0.1f};
+
+// ValueInfoProto for a tensor [N, fields] (symbolic N).
+inline Proto row_value(const std::string& name, int elem_type, int64_t fields) {
+    Proto shape;
+    shape.message_field(1, Proto().string_field(2, "N"));
+    shape.message_field(1, Proto().int_field(1, fields));
+    Proto tensor;
+    tensor.int_field(1, elem_type).message_field(2, shape);
+    return Proto().string_field(1, name).message_field(2, Proto().message_field(1, tensor));
+}
 
 // ValueInfoProto for a tensor [N, 1, H, W] (symbolic N, H, W).
 inline Proto image_value(const std::string& name, int elem_type) {
@@ -89,6 +105,18 @@ inline Proto scalar_float(const std::string& name, float v) {
     return Proto().int_field(2, kFloat).string_field(8, name).string_field(9, raw);
 }
 
+// 1-D initializers (TensorProto: dims 1, data_type 2, name 8, raw_data 9).
+inline Proto vector_float(const std::string& name, const float* v, int64_t n) {
+    std::string raw(static_cast<std::size_t>(4 * n), '\0');
+    std::memcpy(&raw[0], v, raw.size());
+    return Proto().int_field(1, n).int_field(2, kFloat).string_field(8, name).string_field(9, raw);
+}
+inline Proto vector_int64(const std::string& name, const int64_t* v, int64_t n) {
+    std::string raw(static_cast<std::size_t>(8 * n), '\0');
+    std::memcpy(&raw[0], v, raw.size());
+    return Proto().int_field(1, n).int_field(2, kInt64).string_field(8, name).string_field(9, raw);
+}
+
 enum class Variant {
     Lungseg,           // follows the contract
     ForeignInputName,  // input called "input"
@@ -96,6 +124,10 @@ enum class Variant {
     NoMaskOutput,      // only "probability"
     BoolMask,          // "mask" of type bool
     MisshapedMask,     // "mask" declared [N,1,H,W] but computed as [1,1,1,1]
+    Quality,           // follows the contract of schema 2: "quality" float32 [N,4] too
+    QualityThreeWide,  // "quality" declared [N,3]
+    QualityInt64,      // "quality" of type int64 (a foreign third output)
+    QualityMisshaped,  // "quality" declared [N,4] but computed as [1,8]
 };
 
 // metadata_json: the "lungseg.json" entry; "" = the default test metadata below.
@@ -118,13 +150,37 @@ inline std::string make_onnx_model(Variant variant = Variant::Lungseg, bool with
     graph.message_field(1, node("Greater", {decided, "half"}, {variant == Variant::BoolMask ? "mask" : "above"}));
     if (variant != Variant::BoolMask)
         graph.message_field(1, node("Cast", {"above"}, {"mask"}, {int_attribute("to", kUint8)}));
+    const bool quality = variant == Variant::Quality || variant == Variant::QualityThreeWide ||
+                         variant == Variant::QualityInt64 || variant == Variant::QualityMisshaped;
+    if (quality) {
+        // mean over all of probability [1,1,H,W] -> [1,1,1,1]; * scale [4] + offset [4] -> [1,1,1,4]; -> [1,4]
+        graph.message_field(1, node("ReduceMean", {"probability"}, {"mean_probability"}, {int_attribute("keepdims", 1)}));
+        graph.message_field(1, node("Mul", {"mean_probability", "quality_scale"}, {"quality_scaled"}));
+        graph.message_field(1, node("Add", {"quality_scaled", "quality_offset"}, {"quality_row"}));
+        const std::string out = variant == Variant::QualityInt64 ? "quality_f" : "quality";
+        graph.message_field(1, node("Reshape", {"quality_row", "quality_shape"}, {out}));
+        if (variant == Variant::QualityInt64)
+            graph.message_field(1, node("Cast", {"quality_f"}, {"quality"}, {int_attribute("to", kInt64)}));
+    }
     graph.string_field(2, "lungseg_test_graph");
     graph.message_field(5, scalar_float("offset", 128.0f));
     graph.message_field(5, scalar_float("half", 0.5f));
+    if (quality) {
+        static const float scale8[8] = {kQualityScale[0], kQualityScale[1], kQualityScale[2], kQualityScale[3], 0, 0, 0, 0};
+        static const float offset8[8] = {kQualityOffset[0], kQualityOffset[1], kQualityOffset[2], kQualityOffset[3], 0, 0, 0, 0};
+        const int64_t n = variant == Variant::QualityMisshaped ? 8 : variant == Variant::QualityThreeWide ? 3 : 4;
+        const int64_t shape[2] = {-1, n};
+        graph.message_field(5, vector_float("quality_scale", scale8, n));
+        graph.message_field(5, vector_float("quality_offset", offset8, n));
+        graph.message_field(5, vector_int64("quality_shape", shape, 2));
+    }
     graph.message_field(11, image_value(input, variant == Variant::Uint8Input ? kUint8 : kFloat));
     if (variant != Variant::NoMaskOutput)
         graph.message_field(12, image_value("mask", variant == Variant::BoolMask ? kBool : kUint8));
     graph.message_field(12, image_value("probability", kFloat));
+    if (quality)
+        graph.message_field(12, row_value("quality", variant == Variant::QualityInt64 ? kInt64 : kFloat,
+                                          variant == Variant::QualityThreeWide ? 3 : 4));
 
     Proto model;
     model.int_field(1, 8);  // ir_version

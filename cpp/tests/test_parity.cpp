@@ -7,11 +7,18 @@
 // read with stb, segmented through the C ABI three ways (graph mask, cleaned mask, 0/1/2
 // labels) and compared with lungseg.Segmenter's output; the probability is compared too.
 // Prints, per case, the pixels that differ and the Dice score; fails below Dice 0.999.
+// lungseg_analyze (cleaned, and RAW): its quality row must be within kMaxQualityDiff of
+// Python's (NaN where Python's is NaN), and its flag bits must be Python's flags_of bits:
+// the C++ flag computation on Python's own labels and row gives Python's bits exactly, and
+// the bits of the C++ call equal them unless the C++ labels differ from Python's or a row
+// value lies within kMaxQualityDiff of a cut-off (then the difference is printed, not failed).
 // Exit 77 (ctest: skipped) when the group has no case, e.g. no real data on this machine.
 #include <stb_image.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -27,6 +34,48 @@
 namespace {
 
 constexpr double kMinDice = 0.999;
+constexpr double kMaxQualityDiff = 2e-3;  // lungseg.export.parity's fp32 max_abs_quality_diff
+
+// <prefix>.quality.txt: the row (4 floats, "nan" allowed), Python's bits for the cleaned
+// labels and for label_lungs(raw).
+struct PythonQuality {
+    float row[4] = {0, 0, 0, 0};
+    uint32_t bits_clean = 0, bits_raw = 0;
+};
+
+PythonQuality read_quality(const std::string& path) {
+    std::istringstream in(lungseg_test::read_text(path));
+    PythonQuality q;
+    std::string v[4];
+    in >> v[0] >> v[1] >> v[2] >> v[3] >> q.bits_clean >> q.bits_raw;
+    if (!in) throw std::runtime_error("cannot parse " + path);
+    for (int k = 0; k < 4; ++k) q.row[k] = static_cast<float>(std::strtod(v[k].c_str(), nullptr));
+    return q;
+}
+
+// Largest |a - b| of two rows; NaN in both is equal, NaN in one is infinite.
+double row_diff(const float* a, const float* b) {
+    double d = 0;
+    for (int k = 0; k < 4; ++k) {
+        if (std::isnan(a[k]) && std::isnan(b[k])) continue;
+        if (std::isnan(a[k]) || std::isnan(b[k])) return INFINITY;
+        d = std::max(d, std::fabs(static_cast<double>(a[k]) - b[k]));
+    }
+    return d;
+}
+
+// A row value within `tol` of the cut-off it is compared with: flags may then differ.
+bool near_cutoff(const float* row, double tol) {
+    const auto near = [&](float v, double c) { return !std::isnan(v) && std::fabs(static_cast<double>(v) - c) <= tol; };
+    return near(row[0], 0.90) || near(row[2], 0.5) || near(row[3], 0.5);
+}
+
+std::string flag_text(uint32_t bits) {
+    std::string s;
+    for (uint32_t b = 1; lungseg_flag_name(b) != nullptr; b <<= 1)
+        if (bits & b) s += (s.empty() ? "" : ",") + std::string(lungseg_flag_name(b));
+    return s.empty() ? "-" : s;
+}
 
 struct Image {
     int width = 0, height = 0;
@@ -203,8 +252,11 @@ int main(int argc, char** argv) {
     const auto weights = m.header.find("weights");
     std::printf("backend %s, model %s, weights %s\n", backend.c_str(), model->second.c_str(),
                 weights == m.header.end() ? "?" : weights->second.c_str());
-    std::printf("%-34s %11s %6s | %-20s | %-20s | %-20s | %9s | %8s\n", "case", "size", "bits", "graph mask: diff px",
-                "cleaned: diff px", "labels: diff px", "max|dp|", "ms/call");
+    std::printf("%-34s %11s %6s | %-20s | %-20s | %-20s | %9s | %8s | %9s | %s\n", "case", "size", "bits",
+                "graph mask: diff px", "cleaned: diff px", "labels: diff px", "max|dp|", "ms/call", "max|dq|",
+                "flags C++ / Python (cleaned; raw)");
+    const auto quality_output = m.header.find("quality_output");
+    const bool graph_has_quality = quality_output == m.header.end() || quality_output->second == "yes";
 
     int failures = 0;
     for (const auto& c : cases) {
@@ -255,10 +307,67 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "%s: probability: %s\n", c[1].c_str(), lungseg_last_error());
             ++failures;
         }
+        // lungseg_analyze: quality row and flags, cleaned (mode 0) and RAW.
+        double max_dq = -1;
+        std::string flag_cell;
+        const PythonQuality py = read_quality(c[3] + ".quality.txt");
+        for (const uint32_t mode : {0u, LUNGSEG_SEGMENT_RAW}) {
+            std::vector<uint8_t> got(static_cast<std::size_t>(w) * h);
+            lungseg_quality q;
+            lungseg_quality_init(&q);
+            if (lungseg_analyze(seg, img.bytes.data(), img.bytes.size(), type, w, h, 0, got.data(), got.size(), mode, 0.0f,
+                                &q) != LUNGSEG_OK) {
+                std::fprintf(stderr, "%s: analyze: %s\n", c[1].c_str(), lungseg_last_error());
+                ++failures;
+                break;
+            }
+            const float row[4] = {q.quality, q.dice_estimate, q.frontal_probability, q.inverted_probability};
+            const uint32_t want = mode == 0 ? py.bits_clean : py.bits_raw;
+            if (graph_has_quality) {
+                const double dq = row_diff(row, py.row);
+                max_dq = std::max(max_dq, dq);
+                if (!(dq <= kMaxQualityDiff)) {
+                    std::fprintf(stderr, "%s: quality row (%g %g %g %g) differs from Python's (%g %g %g %g) by %g\n",
+                                 c[1].c_str(), row[0], row[1], row[2], row[3], py.row[0], py.row[1], py.row[2], py.row[3], dq);
+                    ++failures;
+                }
+            } else if (!(std::isnan(row[0]) && std::isnan(row[3]))) {
+                std::fprintf(stderr, "%s: the graph has no quality output, yet the row is not NaN\n", c[1].c_str());
+                ++failures;
+            }
+            // Python's labels (of the cleaned or raw mask) with Python's row: exactly Python's bits.
+            uint32_t pw = 0, ph = 0;
+            std::vector<uint8_t> py_labels = lungseg_test::read_pgm(c[3] + (mode == 0 ? ".labels.pgm" : ".raw.pgm"), pw, ph);
+            if (mode != 0 && lungseg_postprocess(py_labels.data(), py_labels.size(), w, h,
+                                                  LUNGSEG_SEGMENT_RAW | LUNGSEG_SEGMENT_LABELS) != LUNGSEG_OK)
+                ++failures;
+            lungseg_quality on_python = q;
+            std::memcpy(&on_python.quality, py.row, sizeof py.row);
+            if (lungseg_quality_flags(py_labels.data(), py_labels.size(), w, h, 0.0f, &on_python) != LUNGSEG_OK ||
+                on_python.flags != want) {
+                std::fprintf(stderr, "%s%s: mode of Python's labels and row: C++ %s, Python %s\n", c[1].c_str(),
+                             mode ? " (raw)" : "", flag_text(on_python.flags).c_str(), flag_text(want).c_str());
+                ++failures;
+            }
+            // The call's own bits: Python's, unless its labels or a near-cut-off row explain a difference.
+            std::vector<uint8_t> labels = got;
+            lungseg_postprocess(labels.data(), labels.size(), w, h, LUNGSEG_SEGMENT_RAW | LUNGSEG_SEGMENT_LABELS);
+            const bool same_labels = labels == py_labels;
+            if (q.flags != want) {
+                const bool explained =
+                    !same_labels || (graph_has_quality && (near_cutoff(py.row, kMaxQualityDiff) || near_cutoff(row, kMaxQualityDiff)));
+                std::printf("%s%s: lungseg_analyze mode %s, Python %s (%s)\n", c[1].c_str(), mode ? " (raw)" : "",
+                            flag_text(q.flags).c_str(), flag_text(want).c_str(),
+                            explained ? "explained: labels differ or a value is at a cut-off" : "FAILED");
+                if (!explained) ++failures;
+            }
+            flag_cell += (mode ? "; " : "") + flag_text(q.flags) + (q.flags == want ? "" : " / " + flag_text(want));
+        }
         char size[32];
         std::snprintf(size, sizeof size, "%ux%u", w, h);
-        std::printf("%-34s %11s %6d | %-20s | %-20s | %-20s | %9.2e | %8.1f\n", c[1].c_str(), size, img.is16 ? 16 : 8,
-                    cells[0].c_str(), cells[1].c_str(), cells[2].c_str(), max_dp, ms);
+        std::printf("%-34s %11s %6d | %-20s | %-20s | %-20s | %9.2e | %8.1f | %9.2e | %s\n", c[1].c_str(), size,
+                    img.is16 ? 16 : 8, cells[0].c_str(), cells[1].c_str(), cells[2].c_str(), max_dp, ms, max_dq,
+                    flag_cell.c_str());
     }
     const auto foreign = m.header.find("foreign_" + backend);
     if (foreign != m.header.end() && group == "synthetic") failures += check_foreign(foreign->second, options);

@@ -79,6 +79,30 @@ int main() {
     std::vector<uint8_t> small(3);
     CHECK(status_of([&] { lungseg::postprocess(small, 2, 2); }) == LUNGSEG_ERROR_BUFFER_TOO_SMALL);
 
+    // analyze(): the mask as segment() gives it, plus the quality row and flags. The test
+    // graph has no quality output (NaN: low_confidence); the schema 2 variant has one.
+    const lungseg::Analysis plain = seg.analyze(img, w, h, 0, LUNGSEG_SEGMENT_LABELS);
+    CHECK(plain.mask == labels && !plain.trusted());
+    CHECK(plain.quality.flags & LUNGSEG_FLAG_LOW_CONFIDENCE);
+    CHECK(plain.quality.quality != plain.quality.quality);  // NaN
+    const std::vector<std::string> names = plain.flags();
+    CHECK(!names.empty() && names.back() == "low_confidence");
+    CHECK(lungseg::flag_names(LUNGSEG_FLAG_INVERTED | LUNGSEG_FLAG_ONE_LUNG) ==
+          (std::vector<std::string>{"inverted", "one_lung"}));
+    CHECK(lungseg::flag_names(0).empty());
+    const std::string qmodel = lungseg_test::make_onnx_model(lungseg_test::Variant::Quality);
+    lungseg::Segmenter qseg = lungseg::Segmenter::from_memory(qmodel.data(), qmodel.size(), options);
+    const lungseg::Analysis a = qseg.analyze(img, w, h);
+    CHECK(a.mask == seg.segment(img, w, h) && a.quality.quality > 0.5f && a.quality.frontal_probability > 0.89f);
+    const lungseg::Analysis lenient = qseg.analyze(img, w, h, 0, 0, 0.01f);
+    CHECK((lenient.quality.flags & LUNGSEG_FLAG_LOW_CONFIDENCE) == 0);
+    std::vector<uint8_t> qmask(w * h);
+    const lungseg_quality q = qseg.analyze_into(img.data(), img.size() * 2, LUNGSEG_PIXEL_UINT16, w, h, 0, qmask.data(),
+                                                qmask.size());
+    CHECK(q.flags == a.quality.flags && qmask == a.mask);
+    CHECK(status_of([&] { qseg.analyze_into(img.data(), img.size() * 2, LUNGSEG_PIXEL_UINT16, w, h, 0, qmask.data(), 3); }) ==
+          LUNGSEG_ERROR_BUFFER_TOO_SMALL);
+
     // Move-only ownership: the moved-from wrapper holds nothing and is safe to destroy.
     lungseg::Segmenter moved = std::move(seg);
     CHECK(seg.handle() == nullptr && moved.handle() != nullptr);

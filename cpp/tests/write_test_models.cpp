@@ -31,8 +31,12 @@ int main(int argc, char** argv) {
     // Metadata as the exporter writes it (schema_version, extent), and a newer schema.
     write_bytes(models + "/extent_full.onnx",
                 make_onnx_model(Variant::Lungseg, true, R"({"producer": "lungseg", "schema_version": 1, "extent": "full"})"));
-    write_bytes(models + "/schema_v2.onnx",
-                make_onnx_model(Variant::Lungseg, true, R"({"producer": "lungseg", "schema_version": 2, "extent": "visible"})"));
+    write_bytes(models + "/schema_v3.onnx",
+                make_onnx_model(Variant::Lungseg, true, R"({"producer": "lungseg", "schema_version": 3, "extent": "visible"})"));
+    // Schema 2: the quality output, and a quality output off the contract.
+    write_bytes(models + "/quality.onnx",
+                make_onnx_model(Variant::Quality, true, R"({"producer": "lungseg", "schema_version": 2, "extent": "visible"})"));
+    write_bytes(models + "/quality_three_wide.onnx", make_onnx_model(Variant::QualityThreeWide));
     // Requests: type, flags, width, height, stride padding, mode, then pixels.
     for (int k = 0; k < 4; ++k) {
         std::string req = {static_cast<char>(k % 2), static_cast<char>(k), 24, 18, static_cast<char>(k), static_cast<char>(k)};

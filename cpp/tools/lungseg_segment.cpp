@@ -6,7 +6,8 @@
 // Reads 8- or 16-bit PNG (gray, gray+alpha, RGB or RGBA; colour is converted to gray with
 // the ITU-R 601 weights lungseg.io uses), writes the mask as an 8-bit PNG: 0/255, or with
 // --labels 0/1/2 (1 = the patient's right lung, on the image's left), as the Python CLI does.
-// Prints the time of each stage. The library itself depends on no image library; this
+// Prints the quality row and the flags (lungseg_analyze, lungseg_quality_flags) and the time
+// of each stage. The library itself depends on no image library; this
 // example uses stb (Debian: libstb-dev).
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -159,12 +160,15 @@ int main(int argc, char** argv) {
     const auto w = static_cast<uint32_t>(img.width), h = static_cast<uint32_t>(img.height);
     std::vector<uint8_t> mask(static_cast<std::size_t>(w) * h);
     t0 = Clock::now();
+    // The graph mask and its quality row (lungseg_analyze, RAW: the clean-up is timed apart).
+    lungseg_quality quality;
+    lungseg_quality_init(&quality);
     lungseg_status st =
         img.bits == 16
-            ? lungseg_segment(seg, img.pixels16.data(), img.pixels16.size() * sizeof(uint16_t), LUNGSEG_PIXEL_UINT16, w,
-                              h, 0, mask.data(), mask.size(), LUNGSEG_SEGMENT_RAW)
-            : lungseg_segment(seg, img.pixels8.data(), img.pixels8.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(),
-                              mask.size(), LUNGSEG_SEGMENT_RAW);
+            ? lungseg_analyze(seg, img.pixels16.data(), img.pixels16.size() * sizeof(uint16_t), LUNGSEG_PIXEL_UINT16, w,
+                              h, 0, mask.data(), mask.size(), LUNGSEG_SEGMENT_RAW, 0.0f, &quality)
+            : lungseg_analyze(seg, img.pixels8.data(), img.pixels8.size(), LUNGSEG_PIXEL_UINT8, w, h, 0, mask.data(),
+                              mask.size(), LUNGSEG_SEGMENT_RAW, 0.0f, &quality);
     const double t_infer = ms_since(t0);
     if (st != LUNGSEG_OK) {
         std::fprintf(stderr, "lungseg_segment: %s: %s\n", input.c_str(), lungseg_last_error());
@@ -176,6 +180,17 @@ int main(int argc, char** argv) {
         return 1;
     }
     const double t_post = ms_since(t0);
+    // The flags of the mask written (cleaned unless --raw), as Python's analyze() gives them.
+    std::vector<uint8_t> labels = mask;
+    if ((flags & LUNGSEG_SEGMENT_LABELS) == 0 &&
+        lungseg_postprocess(labels.data(), labels.size(), w, h, LUNGSEG_SEGMENT_RAW | LUNGSEG_SEGMENT_LABELS) != LUNGSEG_OK) {
+        std::fprintf(stderr, "lungseg_segment: %s\n", lungseg_last_error());
+        return 1;
+    }
+    if (lungseg_quality_flags(labels.data(), labels.size(), w, h, 0.0f, &quality) != LUNGSEG_OK) {
+        std::fprintf(stderr, "lungseg_segment: %s\n", lungseg_last_error());
+        return 1;
+    }
 
     t0 = Clock::now();
     if ((flags & LUNGSEG_SEGMENT_LABELS) == 0)
@@ -195,6 +210,13 @@ int main(int argc, char** argv) {
     for (auto v : mask) lung += v != 0;
     std::printf("%s: %dx%d %d-bit, backend %s, lung %.1f%% of the image\n", input.c_str(), img.width, img.height,
                 img.bits, backend, 100.0 * static_cast<double>(lung) / static_cast<double>(mask.size()));
+    std::string flag_names;
+    for (uint32_t bit = 1; lungseg_flag_name(bit) != nullptr; bit <<= 1)
+        if (quality.flags & bit) flag_names += (flag_names.empty() ? "" : ", ") + std::string(lungseg_flag_name(bit));
+    std::printf("quality %.3f (Dice estimate %.3f, frontal %.3f, inverted %.3f); flags: %s\n",
+                static_cast<double>(quality.quality), static_cast<double>(quality.dice_estimate),
+                static_cast<double>(quality.frontal_probability), static_cast<double>(quality.inverted_probability),
+                flag_names.empty() ? "none" : flag_names.c_str());
     std::printf("time: read %.1f ms, load model %.1f ms, inference %.1f ms, postprocess %.1f ms, write %.1f ms\n",
                 t_read, t_load, t_infer, t_post, t_write);
     return 0;

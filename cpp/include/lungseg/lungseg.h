@@ -27,9 +27,10 @@
  *
  * Versions and compatibility
  * - lungseg_abi_version() is the library's LUNGSEG_ABI_VERSION. ABI 2 is the
- *   first with sized buffers; later ABI versions only add functions, statuses and fields
- *   at the end of lungseg_options, so a program built against ABI N works with a library
- *   of ABI >= N. Check at start-up: lungseg_abi_version() >= LUNGSEG_ABI_VERSION.
+ *   first with sized buffers; later ABI versions only add functions, statuses, flags and
+ *   fields at the end of lungseg_options and lungseg_quality (ABI 3: lungseg_analyze() and
+ *   the quality flags), so a program built against ABI N works with a library of
+ *   ABI >= N. Check at start-up: lungseg_abi_version() >= LUNGSEG_ABI_VERSION.
  * - lungseg_options.struct_size: the library accepts every size it knows (32 bytes: the
  *   layout up to max_pixels of lungseg 0.1; sizeof(lungseg_options) of this header) and
  *   gives the fields beyond a smaller struct_size their defaults. A larger struct_size (a
@@ -56,23 +57,58 @@
  *   file's hash, which cannot be checked from the artifact.)
  *
  * Thread safety
- * - lungseg_segment(), lungseg_probability() and the metadata getters may be called
- *   concurrently on one segmenter from several threads. The ONNX Runtime and LibTorch
+ * - lungseg_segment(), lungseg_analyze(), lungseg_probability() and the metadata getters
+ *   may be called concurrently on one segmenter from several threads. The ONNX Runtime and LibTorch
  *   backends run such calls in parallel (each call has its own workspace); the TensorRT
  *   backend serializes them with a mutex held inside the segmenter. While a caller-owned
  *   workspace is set (lungseg_set_workspace), calls on that segmenter are serialized.
  * - lungseg_cancel() may be called from any thread at any time while the segmenter exists.
  * - lungseg_destroy() and lungseg_set_workspace() must not run while another call uses the
  *   same segmenter.
- * - Different segmenters are independent. lungseg_postprocess() uses no shared state.
+ * - Different segmenters are independent. lungseg_postprocess() and lungseg_quality_flags()
+ *   use no shared state.
  * - lungseg_last_error() is per thread.
  * - The LibTorch backend's num_threads option calls at::set_num_threads(), which is
  *   process-wide; leave it at 0 when the host process uses LibTorch itself.
  *
+ * Quality and flags (lungseg_analyze, ABI 3)
+ * - A schema 2 graph computes, beside the mask, one row of four float32 values per image
+ *   (Python: lungseg.quality.QUALITY_FIELDS): quality (the estimated Dice of the mask
+ *   against an expert's, times the view check's probability of an upright frontal chest
+ *   X-ray), dice_estimate, frontal_probability and inverted_probability, each in [0, 1].
+ *   A network exported without a quality head gives NaN in all four, and so does a graph
+ *   without the `quality` output (schema 1 artifacts). How the estimate is made and
+ *   calibrated: docs/MODEL_CARD.md and src/lungseg/quality.py of the Python package.
+ * - The flags (LUNGSEG_FLAG_*, bit k = lungseg.quality.FLAGS[k]) are computed on the host
+ *   from that row and from the 0/1/2 labels of the returned mask (cleaned, unless
+ *   LUNGSEG_SEGMENT_RAW), by the rules of lungseg.quality.flags_of() in Python, with the
+ *   same arithmetic (counts, shares and aspect in double precision):
+ *     INVERTED           inverted_probability >= 0.5;
+ *     NOT_FRONTAL_CHEST  otherwise, frontal_probability < 0.5 (NaN probabilities raise
+ *                        neither view flag);
+ *     ONE_LUNG           no lung pixel, or the smaller lung (label 1 or 2) has fewer pixels
+ *                        than 0.25 times the larger;
+ *     IMPLAUSIBLE_SHAPE  the lung pixels cover a share of the image outside [0.05, 0.70],
+ *                        or the bounding box of all lung pixels has a width / height
+ *                        (columns spanned / rows spanned) outside [0.6, 2.6];
+ *     LOW_CONFIDENCE     not (quality >= min_quality): a NaN quality raises it.
+ *   A mask is meant to be trusted when flags == 0.
+ * - min_quality: the caller's float is taken as the decimal number it was written as (the
+ *   shortest decimal that rounds to it, e.g. 0.9f is 0.9) and compared with the float32
+ *   quality in double precision, as Python compares the float32 quality with its float
+ *   min_quality; so min_quality 0.95f here and min_quality=0.95 in Python flag the same
+ *   images. 0, a negative value or NaN means LUNGSEG_DEFAULT_MIN_QUALITY (0.90, Python's
+ *   lungseg.quality.MIN_QUALITY and the CLI's --min-quality default).
+ * - lungseg_quality.struct_size: the library accepts sizeof(lungseg_quality) of ABI 3 (24
+ *   bytes, the first layout) and larger sizes up to 4096 (a program built with a newer
+ *   header): it writes the fields it knows and sets the bytes beyond them to 0 (a newer
+ *   field's "not computed"). Sizes below 24 or above 4096 are
+ *   LUNGSEG_ERROR_INVALID_ARGUMENT, refused before anything is written.
+ *
  * Cancel
- * - lungseg_cancel(seg) stops every lungseg_segment()/lungseg_probability() call running on
- *   seg at that moment; they return LUNGSEG_CANCELLED (the output buffer's content is then
- *   undefined). Calls that start after lungseg_cancel() returns are not affected, and the
+ * - lungseg_cancel(seg) stops every lungseg_segment()/lungseg_analyze()/lungseg_probability()
+ *   call running on seg at that moment; they return LUNGSEG_CANCELLED (the output buffer's
+ *   content is then undefined; lungseg_analyze()'s *quality is left as it was). Calls that start after lungseg_cancel() returns are not affected, and the
  *   segmenter stays usable. ONNX Runtime stops inside the graph (RunOptions terminate flag,
  *   checked between the graph's operators); LibTorch and TensorRT cannot interrupt a graph
  *   run, so there the call returns LUNGSEG_CANCELLED once the graph finishes, skipping the
@@ -108,7 +144,9 @@
  *   to the largest image seen) and reused, or supplied by the caller
  *   (lungseg_set_workspace). Either way a call of a size already seen makes no heap
  *   allocation of image size in lungseg itself; the mask and probability are written
- *   straight into the caller's buffer.
+ *   straight into the caller's buffer. lungseg_analyze() needs no more: its quality row is
+ *   a fixed 4-float buffer, and the labels its flags are computed on (when the caller asked
+ *   for a 0/1 mask) are made in the workspace's bytes once the graph has run.
  * - What remains is the runtime's own: ONNX Runtime's CPU arena holds the graph's
  *   intermediates at the image size (resize products, upsampled logits, probability) and
  *   the network's activations at its fixed input size; it grows to the largest image seen
@@ -156,11 +194,15 @@ extern "C" {
 
 /* ABI of this header; lungseg_abi_version() gives the library's (see "Versions" above).
  * ABI 2 changed lungseg_segment(), lungseg_probability() and lungseg_postprocess(): they
- * take the size in bytes of every caller buffer. */
-#define LUNGSEG_ABI_VERSION 2
+ * take the size in bytes of every caller buffer. ABI 3 added lungseg_analyze(),
+ * lungseg_quality_flags(), lungseg_quality_init(), lungseg_flag_name() and
+ * struct lungseg_quality (see "Quality and flags" below). */
+#define LUNGSEG_ABI_VERSION 3
 
-/* Newest artifact metadata "schema_version" this library understands. */
-#define LUNGSEG_MODEL_SCHEMA_VERSION 2  /* 2: the graph also outputs quality [N, 4] (read by lungseg_analyze where present) */
+/* Newest artifact metadata "schema_version" this library understands. Schema 2 added the
+ * graph output `quality` float32 [N, 4]; schema 1 artifacts (no `quality` output) are still
+ * accepted, and their quality values are NaN. */
+#define LUNGSEG_MODEL_SCHEMA_VERSION 2
 
 typedef enum lungseg_status {
     LUNGSEG_OK = 0,
@@ -207,6 +249,17 @@ typedef enum lungseg_extent {
 #define LUNGSEG_SEGMENT_LABELS 0x1u /* write 0/1/2 (background / patient's right / patient's left) instead of 0/1 */
 #define LUNGSEG_SEGMENT_RAW 0x2u    /* skip the clean-up (two largest components, hole filling) */
 
+/* Bits of lungseg_quality.flags: reasons not to trust a mask (see "Quality and flags" above;
+ * the order of Python's lungseg.quality.FLAGS). lungseg_flag_name() gives their names. */
+#define LUNGSEG_FLAG_NOT_FRONTAL_CHEST 1u  /* "not_frontal_chest": not an upright frontal chest X-ray (rotated, upside down, lateral, cropped, not a chest) */
+#define LUNGSEG_FLAG_INVERTED 2u           /* "inverted": an inverted (negative) chest X-ray */
+#define LUNGSEG_FLAG_ONE_LUNG 4u           /* "one_lung": no lung or one, or the smaller under 0.25 of the larger */
+#define LUNGSEG_FLAG_IMPLAUSIBLE_SHAPE 8u  /* "implausible_shape": lung area share or bounding-box aspect out of range */
+#define LUNGSEG_FLAG_LOW_CONFIDENCE 16u    /* "low_confidence": quality under min_quality, or NaN (no quality head) */
+
+/* min_quality of lungseg_analyze() when it is given as 0 (Python's lungseg.quality.MIN_QUALITY). */
+#define LUNGSEG_DEFAULT_MIN_QUALITY 0.90f
+
 /* Flags of lungseg_options.create_flags. */
 #define LUNGSEG_CREATE_VERIFY_SHA256 0x1u /* verify the artifact's SHA-256 (see "Integrity" above) */
 
@@ -229,8 +282,22 @@ typedef struct lungseg_options {
 
 typedef struct lungseg_segmenter lungseg_segmenter; /* opaque */
 
+/* The quality row and the flags of one image (lungseg_analyze). ABI 3; struct_size rules in
+ * "Quality and flags" above. */
+typedef struct lungseg_quality {
+    uint32_t struct_size;       /* sizeof(lungseg_quality); set by lungseg_quality_init() */
+    uint32_t flags;             /* LUNGSEG_FLAG_* bits; 0: nothing found against the mask */
+    float quality;              /* estimated Dice x frontal_probability, in [0, 1]; NaN without a quality head */
+    float dice_estimate;        /* estimated Dice of the mask against an expert's, in [0, 1]; NaN without a head */
+    float frontal_probability;  /* view check: probability of an upright frontal chest X-ray; NaN without a head */
+    float inverted_probability; /* view check: probability of an inverted (negative) chest X-ray; NaN without a head */
+} lungseg_quality;
+
 /* Defaults: AUTO backend, CPU, device 0, backend's threads, default max_pixels, any extent. */
 LUNGSEG_API void lungseg_options_init(lungseg_options* options);
+
+/* struct_size = sizeof(lungseg_quality), flags 0, the four values NaN. NULL is ignored. */
+LUNGSEG_API void lungseg_quality_init(lungseg_quality* quality);
 
 /* "MAJOR.MINOR.PATCH" of the library. */
 LUNGSEG_API const char* lungseg_version(void);
@@ -276,6 +343,40 @@ LUNGSEG_API lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const v
                                            uint32_t height, size_t row_stride, uint8_t* mask,
                                            size_t mask_size, uint32_t flags);
 
+/*
+ * lungseg_segment() plus how far the mask can be trusted: the same arguments, checks, flags
+ * (LUNGSEG_SEGMENT_LABELS, LUNGSEG_SEGMENT_RAW), mask, workspace and cancel, and in
+ * *quality the graph's quality row and the LUNGSEG_FLAG_* bits (see "Quality and flags"
+ * above). The flags are computed on the 0/1/2 labels of the mask this call returns (the
+ * cleaned mask unless RAW), as Python's Segmenter.analyze() does; when LABELS is not set
+ * the labels are made in the call's workspace and the returned 0/1 mask is unchanged.
+ * min_quality: LOW_CONFIDENCE below it; 0 (or negative, or NaN) = LUNGSEG_DEFAULT_MIN_QUALITY.
+ * quality: not NULL, struct_size set (lungseg_quality_init()); it is written only when the
+ * call succeeds (on failure it is left as it was). A graph without a quality output (schema
+ * 1 artifacts) gives NaN values and so LUNGSEG_FLAG_LOW_CONFIDENCE.
+ */
+LUNGSEG_API lungseg_status lungseg_analyze(lungseg_segmenter* segmenter, const void* pixels, size_t pixels_size,
+                                           int32_t pixel_type, uint32_t width, uint32_t height, size_t row_stride,
+                                           uint8_t* mask, size_t mask_size, uint32_t flags, float min_quality,
+                                           lungseg_quality* quality);
+
+/*
+ * The flags alone, for labels obtained elsewhere (e.g. lungseg_probability() thresholded
+ * at another threshold, then lungseg_postprocess() with LUNGSEG_SEGMENT_LABELS): reads
+ * quality->quality, ->frontal_probability and ->inverted_probability (e.g. from an earlier
+ * lungseg_analyze() of the same image) and the 0/1/2 labels (width * height bytes, dense;
+ * labels_size bytes at labels; another value is LUNGSEG_ERROR_INVALID_ARGUMENT) and writes
+ * quality->flags only. min_quality as for lungseg_analyze().
+ */
+LUNGSEG_API lungseg_status lungseg_quality_flags(const uint8_t* labels, size_t labels_size, uint32_t width,
+                                                 uint32_t height, float min_quality, lungseg_quality* quality);
+
+/* Name of one LUNGSEG_FLAG_* bit ("not_frontal_chest", "inverted", "one_lung",
+ * "implausible_shape", "low_confidence": Python's lungseg.quality.FLAGS), NULL for any other
+ * value (so `for (b = 1; lungseg_flag_name(b) != NULL; b <<= 1)` visits every flag this
+ * library knows). */
+LUNGSEG_API const char* lungseg_flag_name(uint32_t flag);
+
 /* Lung probability (float32 in [0, 1], width * height values, dense) before thresholding.
  * probability_size is in BYTES: at least width * height * sizeof(float). */
 LUNGSEG_API lungseg_status lungseg_probability(lungseg_segmenter* segmenter, const void* pixels,
@@ -293,7 +394,7 @@ LUNGSEG_API lungseg_status lungseg_postprocess(uint8_t* mask, size_t mask_size, 
                                                uint32_t height, uint32_t flags);
 
 /*
- * Stop every lungseg_segment()/lungseg_probability() call running on segmenter now; they
+ * Stop every lungseg_segment()/lungseg_analyze()/lungseg_probability() call running on segmenter now; they
  * return LUNGSEG_CANCELLED. Callable from any thread (e.g. a watchdog for a deadline);
  * later calls are not affected. Harmless when nothing runs.
  */

@@ -86,6 +86,22 @@ inline void postprocess(std::vector<uint8_t>& mask, uint32_t width, uint32_t hei
     detail::check(lungseg_postprocess(mask.data(), mask.size(), width, height, flags));
 }
 
+// Names of the LUNGSEG_FLAG_* bits set in flags ("one_lung", ...), lowest bit first.
+inline std::vector<std::string> flag_names(uint32_t flags) {
+    std::vector<std::string> names;
+    for (uint32_t bit = 1; bit != 0 && lungseg_flag_name(bit) != nullptr; bit <<= 1)
+        if ((flags & bit) != 0) names.emplace_back(lungseg_flag_name(bit));
+    return names;
+}
+
+// What Segmenter::analyze() returns: the mask and its quality row and flags.
+struct Analysis {
+    std::vector<uint8_t> mask;  // 0/1, or 0/1/2 with LUNGSEG_SEGMENT_LABELS
+    lungseg_quality quality{};  // quality, dice_estimate, frontal/inverted probability, flags
+    bool trusted() const noexcept { return quality.flags == 0; }
+    std::vector<std::string> flags() const { return flag_names(quality.flags); }
+};
+
 // The library's LUNGSEG_ABI_VERSION; a program built with this header needs >= its own.
 inline bool abi_compatible() noexcept { return lungseg_abi_version() >= LUNGSEG_ABI_VERSION; }
 
@@ -137,6 +153,29 @@ public:
                       uint32_t flags = 0) const {
         detail::check(
             lungseg_segment(handle_, pixels, pixels_size, type, width, height, row_stride, mask, mask_size, flags));
+    }
+
+    // Mask plus quality row and flags (see lungseg_analyze); min_quality 0: the default (0.90).
+    Analysis analyze(const std::vector<uint8_t>& pixels, uint32_t width, uint32_t height, std::size_t row_stride = 0,
+                     uint32_t flags = 0, float min_quality = 0.0f) const {
+        return analyze_any(pixels.data(), pixels.size(), LUNGSEG_PIXEL_UINT8, width, height, row_stride, flags,
+                           min_quality);
+    }
+    Analysis analyze(const std::vector<uint16_t>& pixels, uint32_t width, uint32_t height, std::size_t row_stride = 0,
+                     uint32_t flags = 0, float min_quality = 0.0f) const {
+        return analyze_any(pixels.data(), pixels.size() * 2, LUNGSEG_PIXEL_UINT16, width, height, row_stride, flags,
+                           min_quality);
+    }
+
+    // Into caller-owned buffers (no allocation here); returns the quality row and flags.
+    lungseg_quality analyze_into(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type, uint32_t width,
+                                 uint32_t height, std::size_t row_stride, uint8_t* mask, std::size_t mask_size,
+                                 uint32_t flags = 0, float min_quality = 0.0f) const {
+        lungseg_quality q;
+        lungseg_quality_init(&q);
+        detail::check(lungseg_analyze(handle_, pixels, pixels_size, type, width, height, row_stride, mask, mask_size,
+                                      flags, min_quality, &q));
+        return q;
     }
 
     std::vector<float> probability(const std::vector<uint8_t>& pixels, uint32_t width, uint32_t height,
@@ -211,6 +250,15 @@ private:
         detail::check(lungseg_segment(handle_, pixels, pixels_size, type, width, height, row_stride, mask.data(),
                                       mask.size(), flags));
         return mask;
+    }
+
+    Analysis analyze_any(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type, uint32_t width,
+                         uint32_t height, std::size_t row_stride, uint32_t flags, float min_quality) const {
+        Analysis a;
+        a.mask.resize(output_size(width, height));
+        a.quality = analyze_into(pixels, pixels_size, type, width, height, row_stride, a.mask.data(), a.mask.size(),
+                                 flags, min_quality);
+        return a;
     }
 
     std::vector<float> probability_any(const void* pixels, std::size_t pixels_size, lungseg_pixel_type type,

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     static unsigned char labels[W * H];
     lungseg_segmenter* seg = NULL;
     lungseg_options options;
+    lungseg_quality quality;
     lungseg_status status;
     size_t right = 0, left = 0, i;
     int x, y;
@@ -56,7 +57,22 @@ int main(int argc, char** argv) {
         lungseg_destroy(seg);
         return 1;
     }
+    /* ABI 3: the same mask with its quality row and flags; the test model has no quality
+     * output (as a schema 1 artifact), so the row is NaN and only low_confidence is raised. */
+    lungseg_quality_init(&quality);
+    status = lungseg_analyze(seg, pixels, sizeof pixels, LUNGSEG_PIXEL_UINT16, W, H, 0, labels, sizeof labels,
+                             LUNGSEG_SEGMENT_LABELS, 0.0f, &quality);
     lungseg_destroy(seg);
+    if (status != LUNGSEG_OK) {
+        fprintf(stderr, "analyze: %s\n", lungseg_last_error());
+        return 1;
+    }
+    printf("analyze: quality %f, flags 0x%x (%s)\n", (double)quality.quality, (unsigned)quality.flags,
+           quality.flags == LUNGSEG_FLAG_LOW_CONFIDENCE ? lungseg_flag_name(quality.flags) : "?");
+    if (quality.flags != LUNGSEG_FLAG_LOW_CONFIDENCE || quality.quality == quality.quality) {
+        fprintf(stderr, "analyze: expected NaN quality and the low_confidence flag alone\n");
+        return 1;
+    }
     for (i = 0; i < sizeof labels; ++i) {
         right += labels[i] == 1;
         left += labels[i] == 2;
