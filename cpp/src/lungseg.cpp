@@ -628,6 +628,26 @@ double resolve_min_quality(float min_quality) {
     return value;
 }
 
+// A caller's byte buffer of width * height = count bytes (a mask or labels): not NULL, not short.
+void check_byte_buffer(const void* data, std::size_t size, uint64_t count, const char* name) {
+    if (data == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, std::string(name) + " is NULL");
+    if (size < count)
+        fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, std::string(name) + "_size " + std::to_string(size) +
+                                                 " bytes is below width * height = " + std::to_string(count) + " bytes");
+}
+
+// width * height of a host-side buffer (no model involved): not empty, within kHardMaxPixels.
+uint64_t host_buffer_count(uint32_t width, uint32_t height, const char* name) {
+    if (width == 0 || height == 0)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT,
+             std::string(name) + " size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
+    const uint64_t count = static_cast<uint64_t>(width) * height;
+    if (count > kHardMaxPixels)
+        fail(LUNGSEG_ERROR_INVALID_ARGUMENT, std::string(name) + " of " + std::to_string(count) +
+                                                 " pixels is above the supported " + std::to_string(kHardMaxPixels));
+    return count;
+}
+
 void check_flags(uint32_t flags) {
     if ((flags & ~(LUNGSEG_SEGMENT_LABELS | LUNGSEG_SEGMENT_RAW)) != 0)
         fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "unknown flags 0x" + [&] {
@@ -729,10 +749,7 @@ lungseg_status lungseg_segment(lungseg_segmenter* segmenter, const void* pixels,
         if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
         const uint64_t count =
             check_image(pixels, pixels_size, pixel_type, width, height, row_stride, segmenter->max_pixels);
-        if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
-        if (mask_size < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
-                                                     std::to_string(count) + " bytes");
+        check_byte_buffer(mask, mask_size, count, "mask");
         check_flags(flags);
         run_call(*segmenter, pixels, pixel_type, width, height, row_stride, mask, nullptr, flags);
     });
@@ -746,10 +763,7 @@ lungseg_status lungseg_analyze(lungseg_segmenter* segmenter, const void* pixels,
         if (segmenter == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "segmenter is NULL");
         const uint64_t count =
             check_image(pixels, pixels_size, pixel_type, width, height, row_stride, segmenter->max_pixels);
-        if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
-        if (mask_size < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
-                                                     std::to_string(count) + " bytes");
+        check_byte_buffer(mask, mask_size, count, "mask");
         check_flags(flags);
         check_quality_struct(quality);
         Analysis analysis;
@@ -763,16 +777,7 @@ lungseg_status lungseg_quality_flags(const uint8_t* labels, std::size_t labels_s
                                      float min_quality, lungseg_quality* quality) {
     return guarded("lungseg_quality_flags", [&] {
         if (labels == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "labels is NULL");
-        if (width == 0 || height == 0)
-            fail(LUNGSEG_ERROR_INVALID_ARGUMENT,
-                 "labels size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
-        const uint64_t count = static_cast<uint64_t>(width) * height;
-        if (count > kHardMaxPixels)
-            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "labels of " + std::to_string(count) + " pixels are above the supported " +
-                                                     std::to_string(kHardMaxPixels));
-        if (labels_size < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "labels_size " + std::to_string(labels_size) +
-                                                     " bytes is below width * height = " + std::to_string(count) + " bytes");
+        check_byte_buffer(labels, labels_size, host_buffer_count(width, height, "labels"), "labels");
         check_quality_struct(quality);
         const lungseg::detail::LabelStats stats = lungseg::detail::label_stats(labels, height, width);
         if (stats.other != 0)
@@ -816,16 +821,7 @@ lungseg_status lungseg_postprocess(uint8_t* mask, std::size_t mask_size, uint32_
                                    uint32_t flags) {
     return guarded("lungseg_postprocess", [&] {
         if (mask == nullptr) fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask is NULL");
-        if (width == 0 || height == 0)
-            fail(LUNGSEG_ERROR_INVALID_ARGUMENT,
-                 "mask size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
-        const uint64_t count = static_cast<uint64_t>(width) * height;
-        if (count > kHardMaxPixels)
-            fail(LUNGSEG_ERROR_INVALID_ARGUMENT, "mask of " + std::to_string(count) + " pixels is above the supported " +
-                                                     std::to_string(kHardMaxPixels));
-        if (mask_size < count)
-            fail(LUNGSEG_ERROR_BUFFER_TOO_SMALL, "mask_size " + std::to_string(mask_size) + " bytes is below width * height = " +
-                                                     std::to_string(count) + " bytes");
+        check_byte_buffer(mask, mask_size, host_buffer_count(width, height, "mask"), "mask");
         check_flags(flags);
         PostprocessScratch scratch;
         apply_postprocess(mask, height, width, flags, scratch, nullptr);

@@ -19,8 +19,9 @@ class SegmentationPipeline(nn.Module):
 
     ``probability`` float32 and ``mask`` uint8 are ``[N, 1, H, W]``; ``quality`` float32
     ``[N, 4]`` is :data:`lungseg.quality.QUALITY_FIELDS` from the network's quality head
-    (NaN where the network carries none). ``extent`` picks which of the network's outputs (``network.config["extents"]``) it
-    returns: ``"visible"`` (the lung field) or ``"full"`` (the full lung extent).
+    (NaN where the network carries none). ``extent`` picks which of the network's outputs
+    (``network.config["extents"]``) it returns: ``"visible"`` (the lung field) or ``"full"``
+    (the full lung extent).
     """
 
     def __init__(self, network: nn.Module, size: int = DEFAULT_SIZE, threshold: float = 0.5,

@@ -2,8 +2,9 @@
 
 Metadata can be copied into any graph, so the backends check what the graph actually
 returns: three outputs (``probability`` float32 and ``mask`` uint8, each ``[N, 1, H, W]`` of
-the input, and ``quality`` float32 ``[N, 4]``). Every call checks count, dtypes and shapes (a few comparisons); the first call
-also checks the values (probability finite in [0, 1], mask 0/1), which catches NaN weights.
+the input, and ``quality`` float32 ``[N, 4]``). Every call checks count, dtypes and shapes
+(a few comparisons); the first call also checks the values (probability finite in [0, 1],
+mask 0/1, quality in [0, 1] or NaN), which catches NaN weights.
 """
 
 from __future__ import annotations
