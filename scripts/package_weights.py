@@ -1,7 +1,7 @@
-"""Turn a training run's best.pt into the shipped default weights (fp16) and record their sha256.
+"""Turn a training run's best.pt into shipped weights (fp16) and record their sha256.
 
-Usage: python scripts/package_weights.py RUN_DIR/best.pt [--note "how it was trained"]
-Writes src/lungseg/weights/default.pt and default.json (sha256, config, size, note).
+Usage: python scripts/package_weights.py RUN_DIR/best.pt [--name default|fast] [--note "how it was trained"]
+Writes src/lungseg/weights/NAME.pt and NAME.json (sha256, config, size, note).
 """
 
 import argparse
@@ -16,14 +16,15 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "lungseg" / "weights"
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("weights")
+    ap.add_argument("--name", default="default", choices=("default", "fast"))
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     model, config = load_weights(args.weights)
-    path = OUT / "default.pt"
+    path = OUT / f"{args.name}.pt"
     save_weights(path, model, config["image_size"], half=True)
     card = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
             "config": config, "source": str(args.weights), "note": args.note}
-    (OUT / "default.json").write_text(json.dumps(card, indent=2) + "\n")
+    (OUT / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 
 

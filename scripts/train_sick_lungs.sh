@@ -5,6 +5,9 @@
 #               one-extent TB weights on all four sets, each set a quarter of every epoch
 #   default2x-ft2 : default2x continued for 6 epochs at a lower rate with Shenzhen drawn twice
 #               as often (2/5 of each epoch, the other sets 1/5 each): the shipped weights
+#   fast      : the fast model (resnet10-fast encoder, narrow decoder, SGA, two outputs), from
+#               scratch at 256 px, distilled from the shipped default weights (their probabilities
+#               as soft targets beside the masks), Shenzhen drawn twice as often
 #   abl-*     : from scratch at 128 px on the same mix, 8 epochs of 768 images: SGA vs no
 #               attention (two outputs, 2 seeds each) and the naive baseline (SGA, one output,
 #               both conventions merged into it)
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 shift || true
 RUNS=("$@")
-[ ${#RUNS[@]} -gt 0 ] || RUNS=(default2x default2x-ft2 abl-sga-s0 abl-none-s0 abl-merge-s0 abl-sga-s1 abl-none-s1)
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(default2x default2x-ft2 abl-sga-s0 abl-none-s0 abl-merge-s0 abl-sga-s1 abl-none-s1 fast)
 SETS=(--data "$DATA/montgomery" --data "$DATA/shenzhen" --data "$DATA/covid_gb" --data "$DATA/covid_v7")
 FT=(--image-size 256 --epochs 14 --samples-per-epoch 768 --batch-size 8 --lr 3e-4 --seed 0
     --init runs/tb_visible.pt)
@@ -53,6 +56,9 @@ for r in "${RUNS[@]}"; do
     default2x) run default2x "${FT[@]}" --extents visible,full ;;
     default2x-ft2) run default2x-ft2 --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
         --lr 1e-4 --seed 1 --init runs/default2x/best.pt --extents visible,full --set-weight shenzhen=2 ;;
+    fast) run fast --image-size 256 --epochs 30 --samples-per-epoch 768 --batch-size 8 --lr 2e-3 --seed 0 \
+        --encoder resnet10-fast --decoder-channels 96,48,32,16,8 --extents visible,full \
+        --teacher src/lungseg/weights/default.pt --distill-weight 1 --set-weight shenzhen=2 ;;
     abl-merge-s*) run "$r" "${ABL[@]}" --attention sga --extents visible --seed "${r##*-s}" ;;
     abl-sga-s*) run "$r" "${ABL[@]}" --attention sga --seed "${r##*-s}" ;;
     abl-none-s*) run "$r" "${ABL[@]}" --attention none --seed "${r##*-s}" ;;

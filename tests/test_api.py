@@ -139,7 +139,7 @@ def test_threads_asking_at_once_load_the_default_model_once(monkeypatch):
     made, start = [], threading.Barrier(4)
 
     class Slow:
-        def __init__(self, device):
+        def __init__(self, model, device):
             made.append(device)
             time.sleep(0.2)  # a model load: long enough for the other threads to arrive meanwhile
 

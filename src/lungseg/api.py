@@ -22,13 +22,50 @@ from .quality import MIN_QUALITY, flags_of
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
 DEFAULT_CARD = WEIGHTS_DIR / "default.json"
+FAST_WEIGHTS = WEIGHTS_DIR / "fast.pt"
+FAST_CARD = WEIGHTS_DIR / "fast.json"
+# The shipped models, by the name that model= takes: the accurate default and the small, fast one.
+SHIPPED_MODELS = ("default", "fast")
+
+
+def shipped_weights(name: str = "default") -> tuple[Path, str]:
+    """(path, recorded sha256) of the shipped model ``name`` (one of :data:`SHIPPED_MODELS`)."""
+    files = {"default": (DEFAULT_WEIGHTS, DEFAULT_CARD), "fast": (FAST_WEIGHTS, FAST_CARD)}
+    if name not in files:
+        raise ModelError(f"no shipped model named {name!r}; choose one of {', '.join(SHIPPED_MODELS)} "
+                         "or give a weights file's path")
+    weights, card = files[name]
+    if not card.is_file() or not weights.is_file():
+        raise ModelError(f"{weights}: the {name} weights are not installed")
+    return weights, json.loads(card.read_text())["sha256"]
 
 
 def default_weights() -> tuple[Path, str]:
     """(path, recorded sha256) of the shipped default weights."""
-    if not DEFAULT_CARD.is_file() or not DEFAULT_WEIGHTS.is_file():
-        raise ModelError(f"{DEFAULT_WEIGHTS}: the default weights are not installed")
-    return DEFAULT_WEIGHTS, json.loads(DEFAULT_CARD.read_text())["sha256"]
+    return shipped_weights("default")
+
+
+def shipped_name(model) -> str | None:
+    """The shipped model that ``model`` names (None names the default), or None for a file path."""
+    if model is None:
+        return "default"
+    if isinstance(model, str) and model in SHIPPED_MODELS:
+        return model
+    return None
+
+
+def open_weights(model=None):
+    """(network, config, sha256) of ``model``: a shipped model's name (None: default), checked
+    against its recorded sha256, or a weights file or training checkpoint's path."""
+    from .checkpoint import sha256_file
+
+    name = shipped_name(model)
+    if name is not None:
+        path, sha = shipped_weights(name)
+        network, config = load_weights(path, expected_sha256=sha)
+        return network, config, sha
+    network, config = load_weights(model)
+    return network, config, sha256_file(model)
 
 
 @dataclass
@@ -182,8 +219,9 @@ class BaseSegmenter:
 class Segmenter(BaseSegmenter):
     """Lung segmentation with one model, loaded once.
 
-    ``model``: None for the shipped default weights, or a path to a lungseg weights file
-    or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
+    ``model``: a shipped model, ``"default"`` (None) or ``"fast"`` (a fifth of the cost,
+    slightly less accurate; see the README's speed table), or a path to a lungseg weights
+    file or training checkpoint. ``segment(image)`` accepts a path (PNG, JPEG, TIFF, DICOM), a
     PIL image or a numpy array and returns a ``uint8`` mask of the image's own size.
     ``extent``: the default mask convention, ``"visible"`` or ``"full"`` (each call may
     ask for the other); a model trained with one output has only ``"visible"``.
@@ -191,11 +229,7 @@ class Segmenter(BaseSegmenter):
 
     def __init__(self, model=None, device: str = "auto", threshold: float = 0.5, postprocess: bool = True,
                  extent: str = DEFAULT_EXTENT):
-        if model is None:
-            path, sha = default_weights()
-            network, config = load_weights(path, expected_sha256=sha)
-        else:
-            network, config = load_weights(model)
+        network, config, _ = open_weights(model)
         pipeline = SegmentationPipeline(network, config.get("image_size", 256), float(threshold), extent)
         self._attach(pipeline, config, device, postprocess)
 
@@ -244,14 +278,21 @@ def _serialised(cached):
 
 @_serialised
 @functools.lru_cache(maxsize=4)
-def _cached_segmenter(device: str) -> Segmenter:
-    """The default-weights Segmenter of ``device``, made once (also when threads ask at the same time)."""
-    return Segmenter(device=device)
+def _cached_segmenter(device: str, model: str = "default") -> Segmenter:
+    """The shipped model's Segmenter on ``device``, made once (also when threads ask at the same time)."""
+    return Segmenter(model, device=device)
+
+
+def _shipped(model: str) -> str:
+    if shipped_name(model) is None:
+        raise InputError(f"model={model!r}: the top-level functions take a shipped model "
+                         f"({', '.join(SHIPPED_MODELS)}); for a weights file use lungseg.Segmenter(path)")
+    return shipped_name(model)
 
 
 def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess: bool = True,
-            device: str = "auto", extent: str = DEFAULT_EXTENT) -> np.ndarray:
-    """Segment the lungs of one X-ray with the shipped default model (loaded once, cached).
+            device: str = "auto", extent: str = DEFAULT_EXTENT, model: str = "default") -> np.ndarray:
+    """Segment the lungs of one X-ray with a shipped model (loaded once, cached).
 
     ``image``: a path to a PNG, JPEG, TIFF, BMP or DICOM file, a PIL image, or a numpy
     array (HxW, HxWx1, HxWx3 or HxWx4; any integer or float type), in its own pixel units.
@@ -260,23 +301,25 @@ def segment(image, *, labels: bool = False, threshold: float = 0.5, postprocess:
     the patient's right lung is on the image's left). ``postprocess=False`` returns the
     network's own thresholded mask. ``extent``: ``"visible"`` (default: the visible lung
     field, the heart shadow left out, as in Montgomery/JSRT masks) or ``"full"`` (the full
-    lung extent, with the lung behind the heart and down to the diaphragm). Bad input
-    raises :class:`~lungseg.errors.InputError`.
+    lung extent, with the lung behind the heart and down to the diaphragm). ``model``:
+    ``"default"`` or ``"fast"`` (the small model: a fifth of the cost, slightly lower Dice).
+    Bad input raises :class:`~lungseg.errors.InputError`.
     """
-    return _cached_segmenter(device).segment(image, labels=labels, threshold=threshold, postprocess=postprocess,
+    return _cached_segmenter(device, _shipped(model)).segment(image, labels=labels, threshold=threshold, postprocess=postprocess,
                                              extent=extent)
 
 
 def analyze(image, *, extent: str = DEFAULT_EXTENT, threshold: float = 0.5, device: str = "auto",
-            min_quality: float = MIN_QUALITY) -> Result:
+            min_quality: float = MIN_QUALITY, model: str = "default") -> Result:
     """Segment one X-ray with the shipped model and say how far the mask can be trusted.
 
     Returns a :class:`Result`: ``mask``, ``labels``, ``probability``, ``areas``, ``quality``
     (estimated Dice against an expert's mask, in [0, 1]) and ``flags`` (e.g.
     ``not_frontal_chest``, ``inverted``, ``one_lung``, ``implausible_shape``,
-    ``low_confidence`` when quality is under ``min_quality``). See :mod:`lungseg.quality`.
+    ``low_confidence`` when quality is under ``min_quality``). ``model``: ``"default"`` or
+    ``"fast"``. See :mod:`lungseg.quality`.
     """
-    return _cached_segmenter(device).analyze(image, extent=extent, threshold=threshold, min_quality=min_quality)
+    return _cached_segmenter(device, _shipped(model)).analyze(image, extent=extent, threshold=threshold, min_quality=min_quality)
 
 
 def measure(mask_or_labels, spacing=None, *, labels: bool | None = None) -> dict:

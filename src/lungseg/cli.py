@@ -86,8 +86,15 @@ An OUT that holds a run is refused unless --resume continues it
               help="Data folder (repeatable); required unless --resume takes it from the run.")
 @click.option("--out", "out", required=True, type=click.Path(), help="Run folder for checkpoints and logs.")
 @click.option("--image-size", default=256, show_default=True, type=int, help="Network input side in pixels.")
-@click.option("--encoder", default="resnet18", show_default=True, type=click.Choice(["resnet18", "resnet34", "resnet50"]),
-              help="ResNet encoder of the UNet.")
+@click.option("--encoder", default="resnet18", show_default=True,
+              type=click.Choice(["resnet18", "resnet34", "resnet50", "resnet10-fast"]),
+              help="ResNet encoder of the UNet (resnet10-fast: the fast model's narrow one).")
+@click.option("--decoder-channels", default=None, metavar="C1,...,C5",
+              help="Channels of the five decoder stages, stride 16 to 1 (default 256,128,64,32,16).")
+@click.option("--teacher", default=None, type=click.Path(),
+              help="Distil from these weights: their probabilities are soft targets beside the masks.")
+@click.option("--distill-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the distillation loss (with --teacher).")
 @click.option("--attention", default="sga", show_default=True, type=click.Choice(["sga", "none"]),
               help="sga: semantic-guided attention in the decoder; none: a plain UNet.")
 @click.option("--epochs", default=40, show_default=True, type=int, help="Total epochs of the run.")
@@ -111,7 +118,7 @@ An OUT that holds a run is refused unless --resume continues it
               help="Sampling weight of a data folder (by folder name; default 1 each; repeatable).")
 @click.option("--samples-per-epoch", default=None, type=click.IntRange(min=1),
               help="Images drawn per epoch when several folders are mixed (default: the train split's size).")
-def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, seed, workers, device, init,
+def train(data, out, image_size, encoder, decoder_channels, teacher, distill_weight, attention, epochs, batch_size, lr, seed, workers, device, init,
           resume, overwrite, no_augment, max_steps_per_epoch, stop_after_epoch, amp, extents, set_weights,
           samples_per_epoch):
     from .train import TrainConfig, TrainingInterrupted, resume_config, train as run
@@ -125,7 +132,13 @@ def train(data, out, image_size, encoder, attention, epochs, batch_size, lr, see
             sep = ""
         if not sep or not name or weights[name] < 0:
             raise InputError(f"--set-weight {item!r}: expected FOLDER=W with W a number >= 0")
-    fields = dict(data=list(data), image_size=image_size, encoder=encoder,
+    if decoder_channels is not None:
+        try:
+            decoder_channels = [int(c) for c in decoder_channels.split(",")]
+        except ValueError:
+            raise InputError(f"--decoder-channels {decoder_channels!r}: expected five integers, e.g. 96,48,32,16,8") from None
+    fields = dict(data=list(data), image_size=image_size, encoder=encoder, decoder_channels=decoder_channels,
+                  teacher=teacher, distill_weight=distill_weight,
                   extents=[e.strip() for e in extents.split(",") if e.strip()],
                   set_weights=weights or None, samples_per_epoch=samples_per_epoch, amp=amp,
                   attention=None if attention == "none" else attention, epochs=epochs,
@@ -164,7 +177,8 @@ _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENV
 @main.command()
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test", "all"]))
-@click.option("--model", default=None, type=click.Path(), help="Weights file (default: the shipped weights).")
+@click.option("--model", default=None, type=click.Path(),
+              help="default or fast (the shipped models), or a weights file; default: default.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", default=None, type=click.Path(),
               help="Write the whole summary here as JSON (stdout then gets one line per dataset).")
@@ -227,7 +241,8 @@ def fit_quality(data, model, out, rounds, epochs, seed):
               help="Write the labels as 0/128/255 (128 = patient's right lung, 255 = left), visible in a viewer.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png: the X-ray with the lungs in colour.")
 @click.option("--model", default=None, type=click.Path(),
-              help="Weights file or exported model (see lungseg.load); default: the shipped weights.")
+              help="default or fast (the shipped models: accurate, or a fifth of the cost), or a weights file "
+                   "or exported model (see lungseg.load); default: default.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1),
               help="Images of equal size run through the network together.")
@@ -280,11 +295,13 @@ def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, bat
 
 
 def _segmenter(model, device: str, extent: str):
-    """The shipped model, or the one at ``model`` (weights or exported), on ``device``."""
+    """A shipped model (None: default, "fast"), or the one at ``model`` (weights or exported), on ``device``."""
     from .api import Segmenter
 
-    if model is None:
-        return Segmenter(device=device, extent=extent)
+    from .api import shipped_name
+
+    if shipped_name(model) is not None:
+        return Segmenter(model, device=device, extent=extent)
     from .runtime import load
 
     return load(model, device=device, extent=extent)
@@ -360,7 +377,8 @@ def _format(ctx, param, value):
 @main.command("export")
 @click.option("--format", "fmt", required=True, callback=_format,
               metavar="[torchscript|onnx|trt]", help="Artifact format (tensorrt and engine are aliases of trt).")
-@click.option("--model", default=None, type=click.Path(), help="Weights file (default: the shipped weights).")
+@click.option("--model", default=None, type=click.Path(),
+              help="default or fast (the shipped models), or a weights file; default: default.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact file (.torchscript/.pt, .onnx, .engine).")
 @click.option("--fp16", is_flag=True, help="trt: build a float16 engine (preprocessing stays float32).")
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(min=18),
@@ -457,8 +475,11 @@ def _command_line(prefix: str, ctx) -> str:
 @click.option("--quick", is_flag=True, help="Tiny inputs, few runs, 2 images per folder: checks every path in well under a minute.")
 @click.option("--extent", type=click.Choice(["visible", "full"]), default="visible", show_default=True,
               help="Mask convention of lungseg's rows (exported and scored with it; the peers have one).")
+@click.option("--models", "own_models", default=None,
+              help="lungseg's own models to time: lungseg (the default model, or --model), lungseg_fast "
+                   "(the shipped fast model); default both (--quick: lungseg).")
 def benchmark_command(data, out, formats, devices, peers, peer_formats, threads, model, split, max_images, artifacts,
-                      min_seconds, quick, extent):
+                      min_seconds, quick, extent, own_models):
     """Dice, IoU, latency, throughput, memory and FLOP/s of every format and device, and of the peers.
 
     DATA: data folders whose SPLIT images give Dice and IoU (e.g. ../shared/data/montgomery).
@@ -467,13 +488,14 @@ def benchmark_command(data, out, formats, devices, peers, peer_formats, threads,
     """
     from .benchmark.targets import comparison_models
     from .benchmark.suite import PEER_FORMATS, QUICK_FORMATS, Config, run
-    from .benchmark.targets import DEVICES, FORMATS
+    from .benchmark.targets import DEVICES, FORMATS, LUNGSEG, OWN_MODELS
 
+    own = _csv_list(OWN_MODELS)(None, None, own_models) if own_models is not None else ((LUNGSEG,) if quick else OWN_MODELS)
     fmts = _csv_list(FORMATS)(None, None, formats) if formats is not None else (QUICK_FORMATS if quick else FORMATS)
     models = tuple(m for m in comparison_models() if m != "lungseg_sga")  # lungseg_sga: the shipped row itself
     peer_names = _csv_list(models)(None, None, peers) if peers is not None else (() if quick else models)
     cfg = Config(out=Path(out), data_dirs=[Path(d) for d in data], formats=fmts,
-                 devices=_csv_list(DEVICES)(None, None, devices) or ("cpu",), peers=peer_names,
+                 devices=_csv_list(DEVICES)(None, None, devices) or ("cpu",), peers=peer_names, models=own,
                  peer_formats=_csv_list(FORMATS)(None, None, peer_formats) or PEER_FORMATS, quick=quick,
                  threads=threads, weights=model, split=split, max_images=max_images,
                  artifacts=Path(artifacts) if artifacts else None, min_seconds=min_seconds,

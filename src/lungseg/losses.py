@@ -40,6 +40,15 @@ def masked_bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, weight: tor
     return bce + soft_dice_loss(own(logits), own(target), keep)
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """BCE of the student's logits against the teacher's probabilities, on every pixel and channel.
+
+    The teacher speaks for every extent, so a sample also teaches the channels its own
+    mask convention leaves unlabelled.
+    """
+    return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher_logits))
+
+
 class SegmentationLoss(nn.Module):
     """``loss(output, target, weight, primary)``; output is logits or ``(logits, coarse_logits)``."""
 

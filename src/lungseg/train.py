@@ -46,7 +46,7 @@ from .extents import EXTENTS
 from .errors import InputError
 from .imageheader import image_size
 from .io import remove_stale_temp_files, write_bytes_atomic
-from .losses import SegmentationLoss
+from .losses import SegmentationLoss, distillation_loss
 from .metrics import masked_dice
 from .models import create_model
 from .pipeline import SegmentationPipeline
@@ -77,6 +77,8 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     init: str | None = None
+    teacher: str | None = None  # weights whose probabilities are soft targets (distillation)
+    distill_weight: float = 1.0
     augment: bool = True
     max_steps_per_epoch: int | None = None
     amp: str = "auto"  # autocast dtype: auto (bf16 where the CPU/GPU has it), bf16, fp16 (CUDA), none
@@ -101,7 +103,7 @@ def _comparable(name: str, value):
     """A field's value normalised for comparison (paths absolute, sequences as lists)."""
     if name == "data":
         return [os.path.abspath(d) for d in value]
-    if name == "init":
+    if name in ("init", "teacher"):
         return os.path.abspath(value) if value else None
     if name == "set_weights":
         return {k: float(v) for k, v in value.items()} if value else None
@@ -284,6 +286,37 @@ def _as_float(output):
     return tuple(o.float() for o in output) if isinstance(output, (tuple, list)) else output.float()
 
 
+class _Teacher(torch.nn.Module):
+    """A frozen network whose logits, in the student's channel order, are the soft targets."""
+
+    def __init__(self, network, channels: list[int]):
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        self.channels = channels
+
+    @torch.no_grad()
+    def forward(self, x):
+        return self.network(x)[:, self.channels]
+
+
+def _load_teacher(cfg: TrainConfig, model, device) -> _Teacher | None:
+    """The ``cfg.teacher`` network, which must speak for every extent the student learns."""
+    if cfg.teacher is None:
+        return None
+    from .checkpoint import load_weights
+
+    network, config = load_weights(cfg.teacher)
+    theirs = list(network.config["extents"])
+    missing = [e for e in model.config["extents"] if e not in theirs]
+    if missing:
+        raise InputError(f"{cfg.teacher}: the teacher has no {', '.join(missing)} output (it has {', '.join(theirs)})")
+    if config.get("image_size", cfg.image_size) != cfg.image_size:
+        log.warning("teacher %s was trained at %s px; it is run at the student's %d px",
+                    cfg.teacher, config.get("image_size"), cfg.image_size)
+    network = network.to(device).to(memory_format=torch.channels_last)
+    return _Teacher(network, [theirs.index(e) for e in model.config["extents"]])
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int):
     def f(step):
         if step < warmup_steps:
@@ -332,6 +365,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
         _, sd = state_from_file(safe_load(cfg.init), cfg.init)
         model.load_state_dict(widen_to_extents(as_float32(sd), model))
     model = model.to(memory_format=torch.channels_last)
+    teacher = _load_teacher(cfg, model, device)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -381,7 +415,11 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                 x = x.to(device).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     output = net(x)
+                    soft = None if teacher is None else teacher(x)
                 loss = criterion(_as_float(output), y.to(device), w.to(device), primary.to(device))
+                if soft is not None:
+                    logits = output[0] if isinstance(output, (tuple, list)) else output
+                    loss = loss + cfg.distill_weight * distillation_loss(logits.float(), soft.float())
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

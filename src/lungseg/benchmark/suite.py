@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import machine
-from .targets import FORMATS, LUNGSEG, Target, plan
+from .targets import FORMATS, OWN_MODELS, Target, plan
 
 FULL_SIZES = (("512x512 8-bit", 512, 512, np.uint8), ("4020x4892 16-bit", 4892, 4020, np.uint16))
 QUICK_SIZES = (("96x96 8-bit", 96, 96, np.uint8), ("256x320 16-bit", 320, 256, np.uint16))
@@ -29,6 +29,7 @@ class Config:
     out: Path
     data_dirs: list[Path] = field(default_factory=list)
     formats: tuple[str, ...] = DEFAULT_FORMATS
+    models: tuple[str, ...] = OWN_MODELS  # lungseg's own rows: the default model, the fast one
     devices: tuple[str, ...] = ("cpu",)
     peers: tuple[str, ...] = ()
     peer_formats: tuple[str, ...] = PEER_FORMATS
@@ -165,7 +166,7 @@ def run(cfg: Config, log=print) -> dict:
     peaks = {"cpu": desc["cpu"]["peak_fp32_flops"]}
     if desc["gpu"]:
         peaks["cuda"] = desc["gpu"]["peak_fp32_flops"]
-    targets = plan([LUNGSEG], cfg.formats, cfg.devices) + plan(list(cfg.peers), cfg.peer_formats, cfg.devices)
+    targets = plan(list(cfg.models), cfg.formats, cfg.devices) + plan(list(cfg.peers), cfg.peer_formats, cfg.devices)
     with tempfile.TemporaryDirectory(prefix="lungseg-bench-") as tmp:
         tmp = Path(tmp)
         artifacts = cfg.artifacts or tmp / "artifacts"

@@ -14,7 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-LUNGSEG = "lungseg"
+LUNGSEG = "lungseg"            # the default model (or --model's weights)
+LUNGSEG_FAST = "lungseg_fast"  # the shipped fast model
+OWN_MODELS = (LUNGSEG, LUNGSEG_FAST)
 FORMATS = ("eager", "torchscript", "onnx", "onnx-int8", "trt-fp32", "trt-fp16", "cpp-onnxruntime", "cpp-libtorch")
 DEVICES = ("cpu", "cuda")
 ARTIFACT_SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx", "onnx-int8": ".onnx",
@@ -27,7 +29,7 @@ class Skip(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    model: str   # "lungseg" or a name in peers.PEERS
+    model: str   # one of OWN_MODELS or a name in peers.PEERS
     format: str  # one of FORMATS
     device: str  # "cpu" or "cuda"
 
@@ -65,24 +67,20 @@ def _check_device(device: str) -> None:
         raise Skip("no CUDA device visible to torch")
 
 
-def _lungseg_pipeline(ctx: Context):
-    from ..api import default_weights
-    from ..checkpoint import load_weights, sha256_file
+def _lungseg_pipeline(ctx: Context, model: str):
+    from ..api import FAST_WEIGHTS, open_weights
     from ..pipeline import SegmentationPipeline
 
-    if ctx.weights is None:
-        path, sha = default_weights()
-        network, config = load_weights(path, expected_sha256=sha)
-    else:
-        network, config = load_weights(ctx.weights)
-        sha = sha256_file(ctx.weights)
+    if model == LUNGSEG_FAST and not FAST_WEIGHTS.is_file():
+        raise Skip(f"the fast model is not installed ({FAST_WEIGHTS})")
+    network, config, sha = open_weights(ctx.weights if model == LUNGSEG else "fast")
     return SegmentationPipeline(network, config.get("image_size", 256), 0.5, ctx.extent).eval(), config, sha
 
 
 def build_pipeline(model: str, ctx: Context):
     """(deploy module on the CPU, config with image_size, weights sha256 or 'random') for a row's model."""
-    if model == LUNGSEG:
-        return _lungseg_pipeline(ctx)
+    if model in OWN_MODELS:
+        return _lungseg_pipeline(ctx, model)
     from .peers import build_pipeline as build_peer
 
     peer = comparison_models()[model]
@@ -106,7 +104,7 @@ def _export(target: Target, ctx: Context) -> list[Path]:
     base = target.format.removesuffix("-int8")
     fmt = get_format("trt" if base.startswith("trt") else base)
     tag = f"-{target.device}" if base == "torchscript" or fmt.name == "trt" else ""
-    extent = ctx.extent if target.model == LUNGSEG else "visible"
+    extent = ctx.extent if target.model in OWN_MODELS else "visible"
     name = target.model if extent == "visible" else f"{target.model}-{extent}"
     path = Path(ctx.workdir) / f"{name}-{target.format}{tag}{ARTIFACT_SUFFIX[target.format]}"
     files = [path, sidecar_path(path)] if fmt.name == "trt" else [path]
@@ -164,7 +162,7 @@ def _requirements(target: Target) -> None:
 
         if find_library() is None:
             raise Skip("the C++ runtime is not built (bash scripts/test_cpp.sh, or set LUNGSEG_CPP_LIB)")
-    if target.model != LUNGSEG and fmt == "onnx-int8":
+    if target.model not in OWN_MODELS and fmt == "onnx-int8":
         raise Skip("int8 calibration is for lungseg's own weights")
     _check_device(device)
 

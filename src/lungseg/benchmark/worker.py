@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .targets import Context, Skip, Target, open_runner
+from .targets import OWN_MODELS, Context, Skip, Target, open_runner
 from .timing import FULL, QUICK, STAGES, best_throughput, time_call
 
 
@@ -117,7 +117,7 @@ def run(spec: dict) -> dict:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result["peak_gpu_mb"] = _peak_gpu_mb() if target.device == "cuda" else None
         phase = "accuracy"
-        if spec.get("accuracy") and target.model == "lungseg":
+        if spec.get("accuracy") and target.model in OWN_MODELS:
             result["accuracy"] = _accuracy(runner, spec["accuracy"])
     except Skip as e:
         result["status"] = f"skipped: {e}"

@@ -75,7 +75,7 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
            **options) -> ExportResult:
     """Export a lungseg model and check it against the eager model.
 
-    ``model``: a weights file (None: the shipped default weights). ``format``: torchscript,
+    ``model``: a shipped model's name ("default" or None, "fast") or a weights file. ``format``: torchscript,
     onnx or trt (aliases tensorrt, engine). ``output``: the artifact's path, whose suffix
     must fit the format. ``extent``: which of the model's mask conventions the graph
     outputs (``visible`` or ``full``; recorded in the metadata). ``options``: :class:`ExportOptions` fields (opset, fp16, device,
@@ -84,8 +84,7 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
     ``progress``: called with a one-line message as each stage starts (trace and export,
     quantization, each parity size), e.g. ``print`` to stderr; nothing is printed otherwise.
     """
-    from ..api import default_weights
-    from ..checkpoint import load_weights, sha256_file
+    from ..api import open_weights
     from ..pipeline import SegmentationPipeline
     from ..runtime import open_backend
     from .metadata import build_metadata
@@ -116,13 +115,7 @@ def export(model=None, format: str = "onnx", output=None, *, threshold: float = 
         require_onnx_export()
         require_onnxruntime()
 
-    if model is None:
-        weights, sha = default_weights()
-        network, config = load_weights(weights, expected_sha256=sha)
-    else:
-        weights = Path(model)
-        network, config = load_weights(weights)
-        sha = sha256_file(weights)
+    network, config, sha = open_weights(model)
     pipeline = SegmentationPipeline(network, config.get("image_size", 256), threshold, extent).eval()
     metadata = build_metadata(fmt.name, config, sha, threshold, extent)
     report = progress or (lambda message: None)

@@ -1,4 +1,4 @@
-"""ResNet encoders (resnet18/34/50/101) for one-channel X-rays, written in the package.
+"""ResNet encoders (resnet18/34/50/101, and the narrow ``resnet10-fast``) for one-channel X-rays.
 
 Encoder contract: ``forward(x)`` returns a list of feature maps by stride
 ``[1, 2, 4, 8, 16, 32]`` (the input itself first), and ``out_channels`` lists their
@@ -60,11 +60,15 @@ def _shortcut(in_ch: int, out_ch: int, stride: int):
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
+RESNET_WIDTHS = (64, 64, 128, 256, 512)  # stem, layer1 ... layer4
+# name -> (block, blocks per stage, widths of the stem and the four stages)
 ENCODERS = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2)),
-    "resnet34": (BasicBlock, (3, 4, 6, 3)),
-    "resnet50": (Bottleneck, (3, 4, 6, 3)),
-    "resnet101": (Bottleneck, (3, 4, 23, 3)),
+    "resnet18": (BasicBlock, (2, 2, 2, 2), RESNET_WIDTHS),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), RESNET_WIDTHS),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), RESNET_WIDTHS),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), RESNET_WIDTHS),
+    # the fast model's encoder: one basic block per stage at 3/8 of ResNet-18's widths (1/4 in the stem)
+    "resnet10-fast": (BasicBlock, (1, 1, 1, 1), (16, 24, 48, 96, 192)),
 }
 
 
@@ -75,14 +79,15 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         if name not in ENCODERS:
             raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-        block, layers = ENCODERS[name]
+        block, layers, widths = ENCODERS[name]
         self.name = name
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        stem = widths[0]
+        self.conv1 = nn.Conv2d(in_channels, stem, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_ch = 64
-        for i, (ch, n) in enumerate(zip((64, 128, 256, 512), layers)):
+        in_ch = stem
+        for i, (ch, n) in enumerate(zip(widths[1:], layers)):
             stride = 1 if i == 0 else 2
             blocks = []
             for j in range(n):
@@ -90,7 +95,7 @@ class ResNetEncoder(nn.Module):
                 in_ch = ch * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         e = block.expansion
-        self.out_channels = (in_channels, 64, 64 * e, 128 * e, 256 * e, 512 * e)
+        self.out_channels = (in_channels, stem, *(w * e for w in widths[1:]))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
