@@ -215,7 +215,11 @@ VISIBLE_LABEL_VALUES = (0, 128, 255)  # the same labels as ``lungseg segment --l
 def _values(arr: np.ndarray) -> set:
     """The distinct values of ``arr`` (a counting pass for 8-bit arrays, else a sort)."""
     if arr.dtype in (np.uint8, np.bool_):
-        return {int(v) for v in np.flatnonzero(np.bincount(arr.reshape(-1).view(np.uint8), minlength=2))}
+        a = arr.view(np.uint8)
+        hi = int(a.max()) if a.size else 0
+        if hi <= 2:  # masks and labels: a few comparisons beat bincount's cast to int64
+            return {v for v in range(hi + 1) if v == hi or np.any(a == v)}
+        return {int(v) for v in np.flatnonzero(np.bincount(a.reshape(-1), minlength=2))}
     return {v.item() for v in np.unique(arr)}
 
 
@@ -249,6 +253,16 @@ def _as_labels(arr: np.ndarray, labels: bool | None) -> np.ndarray:
     raise InputError(f"label values {sorted(values)[:6]}: expected 0/1/2 (or 0/128/255) labels")
 
 
+def _lung_counts(arr: np.ndarray, labels: bool | None) -> tuple[int, int]:
+    """(right, left) pixel counts; 8-bit 0/1/2 labels are counted without a copy or a sort."""
+    if arr.ndim == 2 and arr.dtype == np.uint8 and labels is not False and arr.size and int(arr.max()) <= 2:
+        right, left = int(np.count_nonzero(arr == 1)), int(np.count_nonzero(arr == 2))
+        if labels or left:  # labels=None: without a 2 it reads as a 0/1 mask, labelled below
+            return right, left
+    lab = _as_labels(arr, labels)  # a mask to label, or values to refuse with the reason
+    return int(np.count_nonzero(lab == 1)), int(np.count_nonzero(lab == 2))
+
+
 def _pixel_area(spacing) -> float:
     """mm^2 per pixel from ``spacing`` (one number, or (row, column) in mm), which must be positive and finite."""
     try:
@@ -272,8 +286,7 @@ def measure(mask_or_labels: np.ndarray, spacing=None, *, labels: bool | None = N
     :class:`~lungseg.errors.InputError`.
     """
     px = None if spacing is None else _pixel_area(spacing)
-    lab = _as_labels(np.asarray(mask_or_labels), labels)
-    right, left = int(np.count_nonzero(lab == 1)), int(np.count_nonzero(lab == 2))
+    right, left = _lung_counts(np.asarray(mask_or_labels), labels)
     out = {"right_px": right, "left_px": left, "total_px": right + left,
            "right_left_ratio": (right / left) if left else None}
     if px is not None:
