@@ -257,8 +257,11 @@ def fit_quality(data, model, out, rounds, epochs, seed):
               help="Give images whose quality (estimated Dice, report column 'quality') is under this the status "
                    "'review' (not a failure; the mask is written); also the cut-off of the low_confidence flag "
                    "(default 0.90).")
+@click.option("--backend", type=click.Choice(["onnxruntime", "openvino"]), default=None,
+              help="Runtime of an exported .onnx --model: onnxruntime (the default) or openvino (CPU only; "
+                   "pip install lungseg[openvino]).")
 def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, batch_size, workers, allow_input_folder,
-            extent, min_quality):
+            extent, min_quality, backend):
     """Segment the lungs in X-ray files and folders (PNG, JPEG, TIFF, BMP, DICOM) into OUT.
 
     Folders are searched recursively. Writes OUT/<name>.png per input, OUT/<name>_overlay.png
@@ -277,7 +280,7 @@ def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, bat
     jobs = batch.plan_jobs(found, out_dir, overlay)
     with batch.output_folder(out_dir):
         batch.remove_stale_temps(jobs, out_dir)
-        segmenter = _segmenter(model, device, extent)
+        segmenter = _segmenter(model, device, extent, backend)
         _quiet_opencv()
         report = batch.ReportWriter(Path(out_dir) / batch.REPORT_NAME)
         status = 0
@@ -294,17 +297,23 @@ def segment(inputs, out_dir, labels, labels_visible, overlay, model, device, bat
     sys.exit(status)
 
 
-def _segmenter(model, device: str, extent: str):
-    """A shipped model (None: default, "fast"), or the one at ``model`` (weights or exported), on ``device``."""
+def _segmenter(model, device: str, extent: str, backend: str | None = None):
+    """A shipped model (None: default, "fast"), or the one at ``model`` (weights or exported), on ``device``.
+
+    ``backend``: the runtime of an exported ``.onnx`` model (see :func:`lungseg.load`).
+    """
     from .api import Segmenter
 
     from .api import shipped_name
 
     if shipped_name(model) is not None:
+        if backend is not None:
+            raise InputError(f"--backend {backend} is for an exported .onnx --model, not the shipped "
+                             f"{shipped_name(model)} model")
         return Segmenter(model, device=device, extent=extent)
     from .runtime import load
 
-    return load(model, device=device, extent=extent)
+    return load(model, device=device, extent=extent, backend=backend)
 
 
 def _segment_summary(rows: list[dict], total: int, ignored, out_dir) -> int:
@@ -461,7 +470,7 @@ def _command_line(prefix: str, ctx) -> str:
 @click.argument("data", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for results.csv/.md/.json and plots.")
 @click.option("--formats", default=None, help="Comma list of eager, torchscript, onnx, onnx-int8, trt-fp32, trt-fp16, "
-              "cpp-onnxruntime, cpp-libtorch (default: all; --quick: eager,onnx).")
+              "openvino, cpp-onnxruntime, cpp-libtorch (default: all; --quick: eager,onnx).")
 @click.option("--device", "devices", default="cpu", show_default=True, help="Comma list of cpu, cuda.")
 @click.option("--peers", default=None, help="Comma list of peer replicas to time (default: all; --quick: none; '' for none).")
 @click.option("--peer-formats", default="eager,onnx", show_default=True, help="Formats the peers run in.")

@@ -7,6 +7,7 @@ import importlib
 from .errors import MissingExtraError
 
 ONNX_HINT = "pip install lungseg[onnx]"
+OPENVINO_HINT = "pip install lungseg[openvino]"
 TRT_HINT = ("pip install lungseg[trt]; TensorRT also needs an NVIDIA GPU with its CUDA driver, "
             "and a CUDA build of torch")
 
@@ -26,6 +27,10 @@ def require_onnx_export():
 
 def require_onnxruntime():
     return _import("onnxruntime", "Running .onnx models", ONNX_HINT)
+
+
+def require_openvino():
+    return _import("openvino", "Running .onnx models with OpenVINO", OPENVINO_HINT)
 
 
 def require_tensorrt(what: str = "TensorRT"):

@@ -7,7 +7,8 @@ from importlib import metadata
 
 from . import __version__
 
-BACKENDS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "tensorrt": ("tensorrt", "tensorrt-cu12")}
+BACKENDS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu"), "openvino": ("openvino",),
+            "tensorrt": ("tensorrt", "tensorrt-cu12")}
 EXTRAS = {
     "dicom": ("pydicom",),
     "dicom decoders": ("pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",

@@ -17,7 +17,8 @@ import numpy as np
 LUNGSEG = "lungseg"            # the default model (or --model's weights)
 LUNGSEG_FAST = "lungseg_fast"  # the shipped fast model
 OWN_MODELS = (LUNGSEG, LUNGSEG_FAST)
-FORMATS = ("eager", "torchscript", "onnx", "onnx-int8", "trt-fp32", "trt-fp16", "cpp-onnxruntime", "cpp-libtorch")
+FORMATS = ("eager", "torchscript", "onnx", "onnx-int8", "openvino", "trt-fp32", "trt-fp16", "cpp-onnxruntime",
+           "cpp-libtorch")  # openvino: the onnx row's artifact on OpenVINO's CPU plugin
 DEVICES = ("cpu", "cuda")
 ARTIFACT_SUFFIX = {"torchscript": ".torchscript", "onnx": ".onnx", "onnx-int8": ".onnx",
                    "trt-fp32": ".engine", "trt-fp16": ".engine"}
@@ -138,9 +139,17 @@ def _python_runner(segmenter, artifact: list[Path], threads, device: str, pipeli
 
 def _requirements(target: Target) -> None:
     """Raise Skip when a library or device the row needs is absent."""
-    from ..extras import require_onnxruntime
+    from ..extras import require_onnx_export, require_onnxruntime, require_openvino
 
     fmt, device = target.format, target.device
+    if fmt == "openvino":
+        if device != "cpu":
+            raise Skip("the openvino row runs OpenVINO's CPU plugin only")
+        try:
+            require_openvino()
+            require_onnx_export()  # the artifact is the onnx row's, exported here when not there yet
+        except Exception as e:  # noqa: BLE001 - MissingExtraError: a skip, with its message
+            raise Skip(str(e)) from None
     if fmt.startswith("trt"):
         if device != "cuda":
             raise Skip("TensorRT runs on CUDA devices only")
@@ -197,8 +206,10 @@ def open_runner(target: Target, ctx: Context) -> Runner:
             raise Skip(str(e)) from None
         return Runner(segment=seg.segment, graph=lambda p: seg.segment(p, raw=True), run_batch=None,
                       artifact=files, threads=ctx.threads)
-    files = _export(target, ctx)
-    seg = load(files[0], device=target.device, threads=ctx.threads if target.device == "cpu" else None)
+    openvino = target.format == "openvino"  # the onnx row's artifact, run by OpenVINO
+    files = _export(Target(target.model, "onnx", "cpu") if openvino else target, ctx)
+    seg = load(files[0], device=target.device, threads=ctx.threads if target.device == "cpu" else None,
+               backend="openvino" if openvino else None)
     threads = getattr(seg.backend, "threads", None) or (ctx.threads if target.device == "cpu" else None)
     return _python_runner(seg, files, threads, target.device)
 

@@ -17,7 +17,8 @@ class Format:
     """One deployment format.
 
     ``exporter(pipeline, path, metadata, options) -> metadata`` writes the artifact;
-    ``backend`` names the module of :mod:`lungseg.runtime` that runs it; ``extra`` is the
+    ``backend`` names the module of :mod:`lungseg.runtime` that runs it (``other_backends``:
+    modules that also can, chosen with ``lungseg.load(..., backend=)``); ``extra`` is the
     pip extra its runtime needs (None: none); ``needs_gpu``: it only builds and runs on an
     NVIDIA GPU.
     """
@@ -30,13 +31,15 @@ class Format:
     needs_gpu: bool
     aliases: tuple[str, ...] = ()
     description: str = ""
+    other_backends: tuple[str, ...] = ()
 
 
 FORMATS: tuple[Format, ...] = (
     Format("torchscript", (".torchscript", ".pt"), torch2torchscript, "torchscript", None, False,
            description="TorchScript archive, runs with torch/libtorch on the device it was traced on"),
     Format("onnx", (".onnx",), torch2onnx, "onnxruntime", "onnx", False,
-           description="ONNX graph (opset >= 18), runs with ONNX Runtime on CPU or CUDA"),
+           description="ONNX graph (opset >= 18), runs with ONNX Runtime on CPU or CUDA (or OpenVINO on CPU)",
+           other_backends=("openvino",)),
     Format("trt", (".engine",), torch2engine, "tensorrt", "trt", True, aliases=("tensorrt", "engine"),
            description="TensorRT 10 engine with a JSON sidecar, for the GPU it was built on"),
 )

@@ -5,7 +5,8 @@ TensorRT, a TorchScript archive (``.torchscript``, or ``.pt`` holding one) with 
 ``.pt``/``.pth`` that holds lungseg weights (a ``torch.save`` dict) gives the eager
 :class:`~lungseg.api.Segmenter`. ``.pt`` is told apart by content: a TorchScript archive is
 a zip with ``code/`` and ``constants.pkl`` entries, a ``torch.save`` file has neither.
-Anything else raises :class:`~lungseg.errors.ModelError`.
+Anything else raises :class:`~lungseg.errors.ModelError`. ``backend="openvino"`` runs an
+``.onnx`` file with OpenVINO's CPU plugin instead of ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..export.formats import FORMATS, get_format
 
 WEIGHTS_SUFFIXES = (".pt", ".pth")
 
-__all__ = ["load", "open_backend", "model_kind", "exported_format", "RuntimeSegmenter"]
+__all__ = ["load", "open_backend", "backend_names", "model_kind", "exported_format", "RuntimeSegmenter"]
 
 
 def _zip_names(path: Path) -> list[str] | None:
@@ -68,15 +69,36 @@ def model_kind(path) -> str:
     return "weights"  # a torch.save file (zip or legacy pickle); checkpoint.load_weights validates it
 
 
-def open_backend(path, device: str = "auto", threads: int | None = None):
-    """The runtime backend for an exported model: ``backend(pixels [N,1,H,W] float32) -> (prob, mask)``.
+def backend_names() -> list[str]:
+    """Every backend a ``backend=`` argument may name (each format's own, then the others)."""
+    return list(dict.fromkeys([f.backend for f in FORMATS] + [b for f in FORMATS for b in f.other_backends]))
 
-    ``threads``: CPU threads of ONNX Runtime's session, or of torch's (per-process) pool.
-    """
-    kind = model_kind(path)
+
+def _backend_for(path, kind: str, backend: str | None) -> str:
+    """The backend module for a ``kind`` file: the format's own, or ``backend`` where that format allows it."""
+    backend = None if backend is None else str(backend).strip().lower()
     if kind == "weights":
+        if backend is not None:
+            raise InputError(f"{path}: a weights file runs with torch; backend={backend!r} is for exported models "
+                             f"(export it with lungseg export --format onnx)")
         raise ModelError(f"{path}: a weights file, not an exported model; use lungseg.load or Segmenter")
-    module = importlib.import_module(f"{__name__}.{get_format(kind).backend}")
+    fmt = get_format(kind)
+    allowed = (fmt.backend, *fmt.other_backends)
+    if backend is None or backend in allowed:
+        return backend or fmt.backend
+    if backend not in backend_names():
+        raise InputError(f"backend {backend!r}: unknown; choose one of {', '.join(backend_names())}")
+    raise InputError(f"{path}: a {kind} model runs with {' or '.join(allowed)}, not backend={backend!r}")
+
+
+def open_backend(path, device: str = "auto", threads: int | None = None, backend: str | None = None):
+    """The runtime backend for an exported model: ``backend(pixels [N,1,H,W] float32) -> (prob, mask, quality)``.
+
+    ``threads``: CPU threads of ONNX Runtime's session or OpenVINO's model, or of torch's (per-process) pool.
+    ``backend``: None (the format's own: onnxruntime for ``.onnx``), or ``openvino`` for an ``.onnx`` file.
+    """
+    name = _backend_for(path, model_kind(path), backend)
+    module = importlib.import_module(f"{__name__}.{name}")
     return module.Backend(path, device=device, threads=threads)
 
 
@@ -125,17 +147,19 @@ class RuntimeSegmenter(BaseSegmenter):
 
 
 def load(path, device: str = "auto", threshold: float | None = None, postprocess: bool = True,
-         threads: int | None = None, extent: str | None = None):
+         threads: int | None = None, extent: str | None = None, backend: str | None = None):
     """Load any lungseg model file: weights (eager torch), TorchScript, ONNX or a TensorRT engine.
 
-    ``threads``: CPU threads for ONNX Runtime (per session) or torch (per process); None: the default.
+    ``threads``: CPU threads for ONNX Runtime or OpenVINO (per model) or torch (per process); None: the default.
     ``extent``: the default mask convention (None: ``visible`` for weights, the artifact's own
     for exported models, which hold the one extent they were exported with).
+    ``backend``: None (the file's own runtime), or ``openvino`` to run an ``.onnx`` file on
+    OpenVINO's CPU plugin (``pip install lungseg[openvino]``); one that does not fit the file is an InputError.
     """
-    if model_kind(path) == "weights":
+    if model_kind(path) == "weights" and backend is None:
         if threads:
             torch.set_num_threads(int(threads))
         return Segmenter(path, device=device, threshold=0.5 if threshold is None else threshold,
                          postprocess=postprocess, extent=extent or DEFAULT_EXTENT)
-    return RuntimeSegmenter(open_backend(path, device, threads), threshold=threshold, postprocess=postprocess,
-                            extent=extent)
+    return RuntimeSegmenter(open_backend(path, device, threads, backend), threshold=threshold,
+                            postprocess=postprocess, extent=extent)

@@ -1,18 +1,38 @@
-"""The check that an exported model's outputs keep lungseg's graph contract.
+"""The checks that an exported model keeps lungseg's graph contract, shared by the backends.
 
 Metadata can be copied into any graph, so the backends check what the graph actually
 returns: three outputs (``probability`` float32 and ``mask`` uint8, each ``[N, 1, H, W]`` of
 the input, and ``quality`` float32 ``[N, 4]``). Every call checks count, dtypes and shapes
 (a few comparisons); the first call also checks the values (probability finite in [0, 1],
-mask 0/1, quality in [0, 1] or NaN), which catches NaN weights.
+mask 0/1, quality in [0, 1] or NaN), which catches NaN weights. :func:`check_graph` checks
+the declared inputs and outputs at load, :func:`check_pixels` the input of each call.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
-from ..export.metadata import OUTPUT_NAMES, OUTPUTS
+from ..errors import InputError, ModelError
+from ..export.metadata import INPUTS, OUTPUT_NAMES, OUTPUTS
+
+
+def check_graph(path, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]]) -> None:
+    """A graph's declared ``(name, dtype)`` inputs (in order) and outputs (any order) are lungseg's, else ModelError.
+
+    dtypes are numpy names (``float32``, ``uint8``); a runtime's own type names are kept as they are.
+    """
+    want_in = [(n, s["dtype"]) for n, s in INPUTS.items()]
+    want_out = sorted((n, s["dtype"]) for n, s in OUTPUTS.items())
+    if list(inputs) != want_in or sorted(outputs) != want_out:
+        raise ModelError(f"{path}: graph inputs {list(inputs)} / outputs {sorted(outputs)} are not lungseg's "
+                         f"{want_in} / {want_out}")
+
+
+def check_pixels(path, pixels: np.ndarray) -> None:
+    """The input is ``[N, 1, H, W]`` with H, W >= 1, else InputError (before a runtime's own error)."""
+    if pixels.ndim != 4 or pixels.shape[1] != 1 or min(pixels.shape[2:]) < 1:
+        raise InputError(f"{path}: input pixels of shape {list(pixels.shape)}; lungseg's graphs take "
+                         f"[N, 1, H, W] with H, W >= 1")
 
 
 def check_outputs(path, pixels: np.ndarray, outputs, values: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,13 +8,13 @@ import numpy as np
 
 from ..api import resolve_device
 from ..errors import InputError, ModelError
-from ..export.metadata import INPUT_NAME, INPUTS, METADATA_NAME, OUTPUT_NAMES, OUTPUTS, check_metadata
+from ..export.metadata import INPUT_NAME, METADATA_NAME, OUTPUT_NAMES, check_metadata
 from ..extras import require_onnxruntime
-from .contract import check_outputs
+from .contract import check_graph, check_outputs, check_pixels
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-_ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
+_NUMPY_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}
 
 
 class Backend:
@@ -49,23 +49,15 @@ class Backend:
             raise ModelError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = check_metadata(meta.get(METADATA_NAME), self.path)
-        self._check_graph()
+        check_graph(self.path, [(i.name, _NUMPY_TYPES.get(i.type, i.type)) for i in self.session.get_inputs()],
+                    [(o.name, _NUMPY_TYPES.get(o.type, o.type)) for o in self.session.get_outputs()])
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.threads = threads
         self._checked = False  # outputs' values are checked on the first call
 
-    def _check_graph(self) -> None:
-        """The graph's declared inputs and outputs: lungseg's names, count and element types."""
-        inputs = [(i.name, i.type) for i in self.session.get_inputs()]
-        outputs = sorted((o.name, o.type) for o in self.session.get_outputs())
-        want_in = [(n, _ORT_TYPES[s["dtype"]]) for n, s in INPUTS.items()]
-        want_out = sorted((n, _ORT_TYPES[s["dtype"]]) for n, s in OUTPUTS.items())
-        if inputs != want_in or outputs != want_out:
-            raise ModelError(f"{self.path}: graph inputs {inputs} / outputs {outputs} are not lungseg's "
-                             f"{want_in} / {want_out}")
-
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        check_pixels(self.path, pixels)
         outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         out = check_outputs(self.path, pixels, outputs, values=not self._checked)
         self._checked = True
