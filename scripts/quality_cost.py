@@ -1,6 +1,6 @@
 """Cost of the quality head: the deploy module with and without it, timed interleaved in one run.
 
-Usage: python scripts/quality_cost.py [--size 512] [--reps 30]
+Usage: python scripts/quality_cost.py [--model default|fast|WEIGHTS] [--size 512] [--reps 30]
 Prints the median time of each and the head's share (CPU, torch eager, 1 image).
 """
 
@@ -17,8 +17,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--model", default="default", help="a shipped model's name or a weights file")
     args = ap.parse_args()
-    seg = Segmenter(device="cpu")
+    seg = Segmenter(args.model, device="cpu")
     pipe, head = seg.pipeline, seg.pipeline.network.quality_head
     pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (1, 1, args.size, args.size)).astype(np.float32))
     times = {"with head": [], "without head": []}
