@@ -407,7 +407,7 @@ def test_labels_visible_and_measure_on_the_written_masks(tmp_path, tiny_weights,
 
     image = _write_good(tmp_path / "in" / "x.png", size=(64, 64))
     median = float(np.median(api.Segmenter(tiny_weights, device="cpu").probability(image)))
-    monkeypatch.setattr(cli, "_segmenter", lambda model, device, extent: api.Segmenter(model, "cpu", threshold=median),
+    monkeypatch.setattr(cli, "_segmenter", lambda model, device, extent, *_: api.Segmenter(model, "cpu", threshold=median),
                         raising=False)
     helps = {p.name: p.help for p in cli.main.commands["segment"].params}
     assert "look black in an image viewer" in helps["labels"] and "0/128/255" in helps["labels_visible"]
@@ -447,3 +447,24 @@ def test_a_folder_of_every_kind_of_bad_input_finishes_with_a_complete_report(tmp
         assert (r["status"] == "ok") == bool(r["mask"] and (out / r["mask"]).is_file())
         assert r["status"] == "ok" or r["error"] in result.output
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+
+
+def test_ctrl_c_whose_raise_a_finaliser_swallowed_is_raised_after_the_image():
+    import os
+    import signal
+
+    import lungseg.batch as batch
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10000):  # the handler runs in here: Python ignores exceptions from __del__
+                pass
+
+    with batch.sigterm_interrupts():
+        batch.raise_if_signalled()  # nothing signalled yet
+        Finaliser()
+        with pytest.raises(KeyboardInterrupt):
+            batch.raise_if_signalled()
+    batch.raise_if_signalled()  # the note ends with the context
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

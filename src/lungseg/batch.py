@@ -293,22 +293,49 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so the report gets finished."""
 
 
+_signalled: list[type] = []  # the interruptions signalled while sigterm_interrupts() is active
+
+
+def raise_if_signalled() -> None:
+    """Raise the interruption a signal asked for whose own raise was lost.
+
+    A handler's exception is swallowed when the signal lands while Python runs a finaliser
+    (``__del__``, a weakref callback); checking after each image keeps Ctrl-C and SIGTERM
+    from being missed then.
+    """
+    if _signalled:
+        raise _signalled[0]()
+
+
 @contextmanager
 def sigterm_interrupts():
-    """While active (in the main thread), SIGTERM raises :class:`Terminated`; a second one is ignored."""
+    """While active (in the main thread), SIGTERM raises :class:`Terminated` (a second one is
+    ignored) and Ctrl-C raises KeyboardInterrupt, each also noted for :func:`raise_if_signalled`.
+    A SIGINT handler of the caller's own is left in place."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum, frame):
+    def on_term(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _signalled.append(Terminated)
         raise Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_int(signum, frame):
+        _signalled.append(KeyboardInterrupt)
+        raise KeyboardInterrupt()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+        _signalled.clear()
 
 
 def _check_link(path: Path) -> None:
@@ -452,6 +479,7 @@ def segment_files(segmenter, jobs: list[Job], out_dir, *, labels: bool | str = F
                 report.add(row)
                 rows.append(row)
                 bar.update(1)
+                raise_if_signalled()
     except KeyboardInterrupt as e:
         for job in jobs[len(rows):]:
             row = {"file": str(job.source), "status": "interrupted", "error": _error_text(_interruption(e), job.source)}
