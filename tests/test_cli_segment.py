@@ -267,12 +267,24 @@ def _interrupt_on(monkeypatch, call: int, signum, seen: list):
     monkeypatch.setattr(batch, "_write_outputs", write)
 
 
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C as in a terminal: Python's default SIGINT handler, also where the test run was
+    started in the background (a non-interactive shell starts background jobs with SIGINT ignored)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class _UnhandledSignal(BaseException):
     """A signal that reached the test's own handler."""
 
 
 @pytest.mark.parametrize("signame, status", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_interrupt_finishes_the_report_and_prints_the_summary(tmp_path, tiny_weights, monkeypatch, signame, status):
+def test_interrupt_finishes_the_report_and_prints_the_summary(tmp_path, tiny_weights, monkeypatch, signame, status,
+                                                              default_sigint):
     import signal
 
     root = tmp_path / "in"
@@ -449,7 +461,7 @@ def test_a_folder_of_every_kind_of_bad_input_finishes_with_a_complete_report(tmp
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
 
 
-def test_ctrl_c_whose_raise_a_finaliser_swallowed_is_raised_after_the_image():
+def test_ctrl_c_whose_raise_a_finaliser_swallowed_is_raised_after_the_image(default_sigint):
     import os
     import signal
 
