@@ -7,6 +7,7 @@ the lungseg metadata comes from the file's ``metadata_props`` (OpenVINO keeps th
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class Backend:
         except Exception as e:  # noqa: BLE001 - an op or shape the CPU plugin cannot compile
             raise ModelError(f"{self.path}: OpenVINO cannot compile this model for the CPU ({e})") from e
         self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
         self._outputs = [self.compiled.output(n) for n in OUTPUT_NAMES]
         self.device = "cpu"
         self.threads = threads
@@ -77,8 +79,9 @@ class Backend:
         if not len(pixels):  # ONNX Runtime gives empty outputs; OpenVINO's CPU plugin fails on an empty batch
             empty = np.zeros((0, *pixels.shape[1:]), np.float32)
             return empty, empty.astype(np.uint8), np.zeros((0, 4), np.float32)
-        result = self._request.infer({INPUT_NAME: pixels})
-        outputs = [np.asarray(result[port]) for port in self._outputs]
+        with self._lock:
+            result = self._request.infer({INPUT_NAME: pixels})
+            outputs = [np.array(result[port]) for port in self._outputs]  # copies: the next call reuses the buffers
         out = check_outputs(self.path, pixels, outputs, values=not self._checked)
         self._checked = True
         return out
