@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lungseg.checkpoint import save_weights
+from lungseg.checkpoint import save_weights, sha256_file
 from lungseg.models import create_model
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -106,3 +108,21 @@ def exported(tiny_weights, tiny_threshold, tmp_path_factory):
         return done[fmt]
 
     return get
+
+
+@pytest.fixture
+def install_shipped(monkeypatch, tmp_path):
+    """``install(name, weights, sha=None)``: a weights file as the shipped model ``name``
+    ("default" or "fast"), with its sha256 card (or ``sha``), for one test."""
+    from lungseg import api
+
+    def install(name, weights, sha=None):
+        pt, card = tmp_path / f"{name}.pt", tmp_path / f"{name}.json"
+        shutil.copy(weights, pt)
+        card.write_text(json.dumps({"sha256": sha or sha256_file(pt)}))
+        monkeypatch.setattr(api, f"{name.upper()}_WEIGHTS", pt)
+        monkeypatch.setattr(api, f"{name.upper()}_CARD", card)
+        api._cached_segmenter.cache_clear()
+
+    yield install
+    api._cached_segmenter.cache_clear()

@@ -1,7 +1,6 @@
 """The Python API: Segmenter, the cached lungseg.segment(), measure(); real-data consistency checks."""
 
-import json
-import shutil
+import functools
 
 import cv2
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 import lungseg
 from conftest import synthetic_xray
 from lungseg import api
-from lungseg.checkpoint import sha256_file
 from lungseg.errors import InputError, ModelError
 from lungseg.metrics import dice_score
 
@@ -26,19 +24,9 @@ def image():
 
 
 @pytest.fixture
-def default_weights_from(monkeypatch, tmp_path):
+def default_weights_from(install_shipped):
     """Install a weights file as the 'shipped' default (with its sha256 card) for one test."""
-
-    def install(weights, sha=None):
-        pt, card = tmp_path / "default.pt", tmp_path / "default.json"
-        shutil.copy(weights, pt)
-        card.write_text(json.dumps({"sha256": sha or sha256_file(pt)}))
-        monkeypatch.setattr(api, "DEFAULT_WEIGHTS", pt)
-        monkeypatch.setattr(api, "DEFAULT_CARD", card)
-        api._cached_segmenter.cache_clear()
-
-    yield install
-    api._cached_segmenter.cache_clear()
+    return functools.partial(install_shipped, "default")
 
 
 def _components(mask):

@@ -1,7 +1,6 @@
 """The shipped fast model: its architecture, its name on every path, distillation in training."""
 
-import json
-import shutil
+import functools
 
 import numpy as np
 import pytest
@@ -30,19 +29,9 @@ def tiny_fast(tmp_path_factory):
 
 
 @pytest.fixture
-def shipped_fast_from(monkeypatch, tmp_path):
+def shipped_fast_from(install_shipped):
     """Install a weights file as the shipped fast model (with its sha256 card) for one test."""
-
-    def install(weights, sha=None):
-        pt, card = tmp_path / "fast.pt", tmp_path / "fast.json"
-        shutil.copy(weights, pt)
-        card.write_text(json.dumps({"sha256": sha or sha256_file(pt)}))
-        monkeypatch.setattr(api, "FAST_WEIGHTS", pt)
-        monkeypatch.setattr(api, "FAST_CARD", card)
-        api._cached_segmenter.cache_clear()
-
-    yield install
-    api._cached_segmenter.cache_clear()
+    return functools.partial(install_shipped, "fast")
 
 
 def test_fast_encoder_keeps_the_encoder_contract():
