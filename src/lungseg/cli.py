@@ -241,7 +241,7 @@ def fit_quality(data, model, out, rounds, epochs, seed):
               help="Write the labels as 0/128/255 (128 = patient's right lung, 255 = left), visible in a viewer.")
 @click.option("--overlay", is_flag=True, help="Also write <name>_overlay.png: the X-ray with the lungs in colour.")
 @click.option("--model", default=None, type=click.Path(),
-              help="default or fast (the shipped models: accurate, or a fifth of the cost), or a weights file "
+              help="default or fast (the shipped models; fast: about a quarter of the cost), or a weights file "
                    "or exported model (see lungseg.load); default: default.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1),
