@@ -25,10 +25,12 @@ def test_output_shapes(encoder, attention):
         assert out.shape == (2, 1, 64, 64)
 
 
-def test_encoder_channels_and_strides():
-    enc = ResNetEncoder("resnet50")
+@pytest.mark.parametrize("name, channels", [("resnet50", [1, 64, 256, 512, 1024, 2048]),
+                                            ("resnet10-fast", [1, 16, 24, 48, 96, 192])])  # the fast model's
+def test_encoder_channels_and_strides(name, channels):
+    enc = ResNetEncoder(name)
     feats = enc(torch.randn(1, 1, 64, 64))
-    assert [f.shape[1] for f in feats] == list(enc.out_channels) == [1, 64, 256, 512, 1024, 2048]
+    assert [f.shape[1] for f in feats] == list(enc.out_channels) == channels
     assert [f.shape[-1] for f in feats] == [64, 32, 16, 8, 4, 2]
 
 

@@ -39,7 +39,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from .api import resolve_device
-from .checkpoint import as_float32, save_atomic, save_weights, safe_load, state_from_file, widen_to_extents
+from .checkpoint import (as_float32, load_weights, save_atomic, save_weights, safe_load, state_from_file,
+                         widen_to_extents)
 from .data import SegmentationDataset, XrayAugment, find_samples, load_sample
 from .data.datasets import load_ignore
 from .extents import EXTENTS
@@ -303,8 +304,6 @@ def _load_teacher(cfg: TrainConfig, model, device) -> _Teacher | None:
     """The ``cfg.teacher`` network, which must speak for every extent the student learns."""
     if cfg.teacher is None:
         return None
-    from .checkpoint import load_weights
-
     network, config = load_weights(cfg.teacher)
     theirs = list(network.config["extents"])
     missing = [e for e in model.config["extents"] if e not in theirs]
