@@ -5,6 +5,9 @@
 #               one-extent TB weights on all four sets, each set a quarter of every epoch
 #   default2x-ft2 : default2x continued for 6 epochs at a lower rate with Shenzhen drawn twice
 #               as often (2/5 of each epoch, the other sets 1/5 each): the shipped weights
+#   default3-swa : the shipped default weights continued for 12 epochs at lr 1e-4 with the TB
+#               sets drawn twice as often (1/3 each, the sick-lung sets 1/6 each), the lr held
+#               from epoch 5 and the weights of epochs 5-12 averaged (SWA, BatchNorm recomputed)
 #   fast      : the fast model (resnet10-fast encoder, narrow decoder, SGA, two outputs), from
 #               scratch at 256 px, distilled from the shipped default weights (their probabilities
 #               as soft targets beside the masks), Shenzhen drawn twice as often
@@ -56,6 +59,9 @@ for r in "${RUNS[@]}"; do
     default2x) run default2x "${FT[@]}" --extents visible,full ;;
     default2x-ft2) run default2x-ft2 --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
         --lr 1e-4 --seed 1 --init runs/default2x/best.pt --extents visible,full --set-weight shenzhen=2 ;;
+    default3-swa) run default3-swa --image-size 256 --epochs 12 --samples-per-epoch 768 --batch-size 8 \
+        --lr 1e-4 --seed 2 --init src/lungseg/weights/default.pt --extents visible,full \
+        --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 5 ;;
     fast) run fast --image-size 256 --epochs 30 --samples-per-epoch 768 --batch-size 8 --lr 2e-3 --seed 0 \
         --encoder resnet10-fast --decoder-channels 96,48,32,16,8 --extents visible,full \
         --teacher src/lungseg/weights/default.pt --distill-weight 1 --set-weight shenzhen=2 ;;

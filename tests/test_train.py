@@ -180,3 +180,42 @@ def test_train_help_documents_options_layouts_and_outputs():
     cmd = main.commands["train"]
     undocumented = [p.name for p in cmd.params if not getattr(p, "help", None)]
     assert undocumented == []
+
+
+def test_weight_averaging_is_the_mean_of_the_chosen_epochs_and_survives_a_resume(synthetic_data, tmp_path):
+    base = dict(data=[str(synthetic_data)], epochs=3, seed=4, average_from=2, **TINY)
+    run = tmp_path / "avg"
+    train(TrainConfig(out=str(run), stop_after_epoch=2, **base))
+    assert not (run / "average.pt").exists()  # the run has not ended
+    epoch2 = safe_load(run / "last.pt")["model"]
+    train(TrainConfig(out=str(run), resume=True, **base))
+    epoch3 = safe_load(run / "last.pt")["model"]
+    avg = safe_load(run / "average.pt")["state_dict"]
+    from lungseg.models import create_model
+    names = {n for n, _ in create_model("resnet18", "sga", decoder_channels=(16, 16, 8, 8, 8)).named_parameters()}
+    for name in names:
+        assert torch.allclose(avg[name].float(), (epoch2[name].float() + epoch3[name].float()) / 2, atol=1e-6), name
+    bn = [k for k in avg if k.endswith("running_mean")]
+    assert bn and any(not torch.allclose(avg[k], epoch3[k]) for k in bn)  # recomputed for the averaged weights
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, "average"]
+    assert rows[1]["lr"] == rows[2]["lr"]  # the lr is held while averaging
+    best = max(r["val_dice"] for r in rows)
+    assert safe_load(run / "best.pt")["state_dict"].keys() == avg.keys()
+    assert train(TrainConfig(out=str(run), resume=True, **base))["best_val_dice"] == best  # nothing left to do
+
+
+def test_init_from_weights_with_a_quality_head(synthetic_data, tmp_path):
+    """Shipped weights carry a fitted quality head; training from them drops it (fit-quality fits a new one)."""
+    from lungseg.checkpoint import load_weights, save_weights
+    from lungseg.quality import QualityHead
+
+    first = tmp_path / "first"
+    train(TrainConfig(data=[str(synthetic_data)], out=str(first), epochs=1, **TINY))
+    network, config = load_weights(first / "best.pt")
+    network.quality_head = QualityHead(network.config["extents"], width=4)
+    save_weights(tmp_path / "with_head.pt", network, config["image_size"])
+    summary = train(TrainConfig(data=[str(synthetic_data)], out=str(tmp_path / "second"), epochs=1,
+                                init=str(tmp_path / "with_head.pt"), **TINY))
+    assert summary["best_val_dice"] >= 0
+    assert not any(k.startswith("quality_head.") for k in safe_load(tmp_path / "second/best.pt")["state_dict"])

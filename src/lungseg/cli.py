@@ -118,9 +118,12 @@ An OUT that holds a run is refused unless --resume continues it
               help="Sampling weight of a data folder (by folder name; default 1 each; repeatable).")
 @click.option("--samples-per-epoch", default=None, type=click.IntRange(min=1),
               help="Images drawn per epoch when several folders are mixed (default: the train split's size).")
+@click.option("--average-from", default=None, type=click.IntRange(min=1),
+              help="Weight averaging (SWA): from this epoch on the lr is held and each epoch's weights are "
+                   "averaged into average.pt (BatchNorm recomputed); it replaces best.pt if its val Dice is higher.")
 def train(data, out, image_size, encoder, decoder_channels, teacher, distill_weight, attention, epochs, batch_size, lr, seed, workers, device, init,
           resume, overwrite, no_augment, max_steps_per_epoch, stop_after_epoch, amp, extents, set_weights,
-          samples_per_epoch):
+          samples_per_epoch, average_from):
     from .train import TrainConfig, TrainingInterrupted, resume_config, train as run
 
     weights = {}
@@ -143,7 +146,7 @@ def train(data, out, image_size, encoder, decoder_channels, teacher, distill_wei
                   set_weights=weights or None, samples_per_epoch=samples_per_epoch, amp=amp,
                   attention=None if attention == "none" else attention, epochs=epochs,
                   batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
-                  init=init, augment=not no_augment,
+                  init=init, augment=not no_augment, average_from=average_from,
                   max_steps_per_epoch=max_steps_per_epoch, stop_after_epoch=stop_after_epoch)
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")

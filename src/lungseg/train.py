@@ -52,6 +52,7 @@ from .metrics import masked_dice
 from .models import create_model
 from .pipeline import SegmentationPipeline
 from .plots import plot_curves
+from .weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class TrainConfig:
     init: str | None = None
     teacher: str | None = None  # weights whose probabilities are soft targets (distillation)
     distill_weight: float = 1.0
+    average_from: int | None = None  # from this epoch on: lr held, weights averaged (SWA) into average.pt
     augment: bool = True
     max_steps_per_epoch: int | None = None
     amp: str = "auto"  # autocast dtype: auto (bf16 where the CPU/GPU has it), bf16, fp16 (CUDA), none
@@ -316,13 +318,38 @@ def _load_teacher(cfg: TrainConfig, model, device) -> _Teacher | None:
     return _Teacher(network, [theirs.index(e) for e in model.config["extents"]])
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int):
+def _lr_lambda(total_steps: int, warmup_steps: int, hold_step: int | None = None):
+    """Linear warm-up, then cosine to 0 at ``total_steps``; held from ``hold_step`` on (weight averaging)."""
     def f(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
+        if hold_step is not None:
+            step = min(step, max(hold_step, warmup_steps))
         t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
         return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return f
+
+
+def _finish_average(cfg, average: WeightAverage, model, loader, steps, pipeline, val_samples, device, out: Path,
+                    best: float, history: list) -> float:
+    """Write ``average.pt`` (the averaged weights) and its val Dice; it becomes best.pt if better."""
+    t0 = time.time()
+    batches = (b for _, b in zip(range(steps), loader))
+    avg = average.averaged(model, batches, device)
+    avg_pipeline = SegmentationPipeline(avg, cfg.image_size).to(device)
+    per_set = validation_dice(avg_pipeline, val_samples, device)
+    val = float(np.mean(list(per_set.values())))
+    row = {"epoch": "average", "averaged_epochs": [cfg.average_from, cfg.epochs], "val_dice": val,
+           "val_dice_per_set": per_set, "seconds": round(time.time() - t0, 1)}
+    history.append(row)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if val > best:
+        save_weights(out / "best.pt", avg, cfg.image_size)
+        best = val
+    save_weights(out / "average.pt", avg, cfg.image_size)  # last: its presence marks the step done
+    log.info("average of epochs %d-%d: val_dice %.4f", cfg.average_from, cfg.epochs, val)
+    return best
 
 
 def train(cfg: TrainConfig, progress: bool = False) -> dict:
@@ -362,6 +389,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     model = create_model(cfg.encoder, cfg.attention, extents=tuple(cfg.extents), **extra).to(device)
     if cfg.init:
         _, sd = state_from_file(safe_load(cfg.init), cfg.init)
+        # Shipped weights carry a fitted quality head; it is fitted again after training (fit-quality).
+        sd = {k: v for k, v in sd.items() if not k.startswith("quality_head.")}
         model.load_state_dict(widen_to_extents(as_float32(sd), model))
     model = model.to(memory_format=torch.channels_last)
     teacher = _load_teacher(cfg, model, device)
@@ -369,7 +398,9 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
     steps_per_epoch = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)))
+        optimizer, _lr_lambda(cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch),
+                              None if cfg.average_from is None else (cfg.average_from - 1) * steps_per_epoch))
+    average = WeightAverage() if cfg.average_from is not None else None
     criterion = SegmentationLoss(cfg.aux_weight)
     amp_dtype = autocast_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -388,6 +419,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         start_epoch, best, history = ck["epoch"], ck["best_dice"], json.loads(ck["history"])
+        if average is not None:
+            average = WeightAverage(ck.get("average"))
         torch.set_rng_state(ck["torch_rng"])
         if rank == 0:  # the checkpoint carries its epochs' metrics: a kill after it cannot lose a line
             write_bytes_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
@@ -427,6 +460,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                 losses.append(loss.item())
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if average is not None and epoch + 1 >= cfg.average_from:
+                average.add(model)
             if rank == 0:
                 per_set = validation_dice(pipeline, val_samples, device)
                 val = float(np.mean(list(per_set.values())))
@@ -439,7 +474,8 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                 save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_dice": best,
                              "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
-                             "config": {**model.config, "image_size": cfg.image_size}}, last)
+                             "config": {**model.config, "image_size": cfg.image_size},
+                             "average": None if average is None else average.state()}, last)
                 saved_epoch = epoch + 1
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -451,6 +487,9 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict:
                 dist.barrier()
             if cfg.stop_after_epoch is not None and epoch + 1 >= cfg.stop_after_epoch:
                 break
+        if average is not None and rank == 0 and saved_epoch == cfg.epochs and not (out / "average.pt").is_file():
+            best = _finish_average(cfg, average, model, loader, steps_per_epoch, pipeline, val_samples, device,
+                                   out, best, history)
     except KeyboardInterrupt as e:
         raise TrainingInterrupted(out, saved_epoch, cfg.epochs) from e
     summary = {"best_val_dice": best, "epochs": cfg.epochs, "out": str(out)}
