@@ -8,6 +8,8 @@
 #   default3-swa : the shipped default weights continued for 12 epochs at lr 1e-4 with the TB
 #               sets drawn twice as often (1/3 each, the sick-lung sets 1/6 each), the lr held
 #               from epoch 5 and the weights of epochs 5-12 averaged (SWA, BatchNorm recomputed)
+#   default3-swa-ft : default3-swa's best.pt continued for 6 epochs at lr 5e-5, Shenzhen drawn 3/7
+#               of each epoch (Montgomery 2/7, the sick-lung sets 1/7 each), epochs 2-6 averaged
 #   fast      : the fast model (resnet10-fast encoder, narrow decoder, SGA, two outputs), from
 #               scratch at 256 px, distilled from the shipped default weights (their probabilities
 #               as soft targets beside the masks), Shenzhen drawn twice as often
@@ -62,6 +64,9 @@ for r in "${RUNS[@]}"; do
     default3-swa) run default3-swa --image-size 256 --epochs 12 --samples-per-epoch 768 --batch-size 8 \
         --lr 1e-4 --seed 2 --init src/lungseg/weights/default.pt --extents visible,full \
         --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 5 ;;
+    default3-swa-ft) run default3-swa-ft --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
+        --lr 5e-5 --seed 3 --init runs/default3-swa/best.pt --extents visible,full \
+        --set-weight montgomery=2 --set-weight shenzhen=3 --average-from 2 ;;
     fast) run fast --image-size 256 --epochs 30 --samples-per-epoch 768 --batch-size 8 --lr 2e-3 --seed 0 \
         --encoder resnet10-fast --decoder-channels 96,48,32,16,8 --extents visible,full \
         --teacher src/lungseg/weights/default.pt --distill-weight 1 --set-weight shenzhen=2 ;;
