@@ -8,6 +8,8 @@
 #   default3-swa : the shipped default weights continued for 12 epochs at lr 1e-4 with the TB
 #               sets drawn twice as often (1/3 each, the sick-lung sets 1/6 each), the lr held
 #               from epoch 5 and the weights of epochs 5-12 averaged (SWA, BatchNorm recomputed)
+#   default4-swa : as default3-swa but 20 epochs, the weights of epochs 5-20 averaged; its
+#               average.pt (not the val-best epoch) is the candidate, decided before training
 #   default3-swa-ft : default3-swa's best.pt continued for 6 epochs at lr 5e-5, Shenzhen drawn 3/7
 #               of each epoch (Montgomery 2/7, the sick-lung sets 1/7 each), epochs 2-6 averaged
 #   fast      : the fast model (resnet10-fast encoder, narrow decoder, SGA, two outputs), from
@@ -36,6 +38,14 @@ if [ ! -f runs/tb_visible.pt ]; then
   git show "$TB_COMMIT:src/lungseg/weights/default.pt" > runs/tb_visible.pt.part
   mv runs/tb_visible.pt.part runs/tb_visible.pt
 fi
+# The two-extent default weights of lungseg 0.2 (default2x-ft2 with its fitted quality head), the
+# init of the later runs and the teacher of the fast model, also taken from git history.
+DEFAULT2_COMMIT=33cd2a8
+if [ ! -f runs/default2.pt ]; then
+  mkdir -p runs
+  git show "$DEFAULT2_COMMIT:src/lungseg/weights/default.pt" > runs/default2.pt.part
+  mv runs/default2.pt.part runs/default2.pt
+fi
 
 run() {  # NAME ARGS...: train into runs/NAME (resuming), then evaluate its best.pt on every test split
   local name=$1; shift
@@ -62,14 +72,17 @@ for r in "${RUNS[@]}"; do
     default2x-ft2) run default2x-ft2 --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
         --lr 1e-4 --seed 1 --init runs/default2x/best.pt --extents visible,full --set-weight shenzhen=2 ;;
     default3-swa) run default3-swa --image-size 256 --epochs 12 --samples-per-epoch 768 --batch-size 8 \
-        --lr 1e-4 --seed 2 --init src/lungseg/weights/default.pt --extents visible,full \
+        --lr 1e-4 --seed 2 --init runs/default2.pt --extents visible,full \
+        --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 5 ;;
+    default4-swa) run default4-swa --image-size 256 --epochs 20 --samples-per-epoch 768 --batch-size 8 \
+        --lr 1e-4 --seed 4 --init runs/default2.pt --extents visible,full \
         --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 5 ;;
     default3-swa-ft) run default3-swa-ft --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
         --lr 5e-5 --seed 3 --init runs/default3-swa/best.pt --extents visible,full \
         --set-weight montgomery=2 --set-weight shenzhen=3 --average-from 2 ;;
     fast) run fast --image-size 256 --epochs 30 --samples-per-epoch 768 --batch-size 8 --lr 2e-3 --seed 0 \
         --encoder resnet10-fast --decoder-channels 96,48,32,16,8 --extents visible,full \
-        --teacher src/lungseg/weights/default.pt --distill-weight 1 --set-weight shenzhen=2 ;;
+        --teacher runs/default2.pt --distill-weight 1 --set-weight shenzhen=2 ;;
     abl-merge-s*) run "$r" "${ABL[@]}" --attention sga --extents visible --seed "${r##*-s}" ;;
     abl-sga-s*) run "$r" "${ABL[@]}" --attention sga --seed "${r##*-s}" ;;
     abl-none-s*) run "$r" "${ABL[@]}" --attention none --seed "${r##*-s}" ;;
