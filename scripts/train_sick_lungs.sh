@@ -31,21 +31,17 @@ FT=(--image-size 256 --epochs 14 --samples-per-epoch 768 --batch-size 8 --lr 3e-
     --init runs/tb_visible.pt)
 ABL=(--image-size 128 --epochs 8 --samples-per-epoch 768 --batch-size 8 --lr 1e-3)
 
-# The one-extent TB model that lungseg 0.1 shipped (visible field only), taken from git history.
-TB_COMMIT=f8637e7
-if [ ! -f runs/tb_visible.pt ]; then
-  mkdir -p runs
-  git show "$TB_COMMIT:src/lungseg/weights/default.pt" > runs/tb_visible.pt.part
-  mv runs/tb_visible.pt.part runs/tb_visible.pt
-fi
-# The two-extent default weights of lungseg 0.2 (default2x-ft2 with its fitted quality head), the
-# init of the later runs and the teacher of the fast model, also taken from git history.
-DEFAULT2_COMMIT=33cd2a8
-if [ ! -f runs/default2.pt ]; then
-  mkdir -p runs
-  git show "$DEFAULT2_COMMIT:src/lungseg/weights/default.pt" > runs/default2.pt.part
-  mv runs/default2.pt.part runs/default2.pt
-fi
+from_git() {  # COMMIT OUT: the shipped default.pt of COMMIT into OUT (once; written atomically)
+  [ -f "$2" ] && return
+  mkdir -p "$(dirname "$2")"
+  git show "$1:src/lungseg/weights/default.pt" > "$2.part"
+  mv "$2.part" "$2"
+}
+# The one-extent TB model that lungseg 0.1 shipped (visible field only), and the two-extent
+# default of lungseg 0.2 (default2x-ft2 with its fitted quality head: the init of the later runs
+# and the teacher of the fast model), both taken from git history.
+from_git f8637e7 runs/tb_visible.pt
+from_git 33cd2a8 runs/default2.pt
 
 run() {  # NAME ARGS...: train into runs/NAME (resuming), then evaluate its best.pt on every test split
   local name=$1; shift
