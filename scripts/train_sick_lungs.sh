@@ -10,6 +10,8 @@
 #               from epoch 5 and the weights of epochs 5-12 averaged (SWA, BatchNorm recomputed)
 #   default4-swa : as default3-swa but 20 epochs, the weights of epochs 5-20 averaged; its
 #               average.pt (not the val-best epoch) is the candidate, decided before training
+#   default5-320 : as default3-swa but at 320 px (the network input side), 12 epochs, the weights
+#               of epochs 4-12 averaged; its average.pt is the candidate, decided before training
 #   default3-swa-ft : default3-swa's best.pt continued for 6 epochs at lr 5e-5, Shenzhen drawn 3/7
 #               of each epoch (Montgomery 2/7, the sick-lung sets 1/7 each), epochs 2-6 averaged
 #   fast      : the fast model (resnet10-fast encoder, narrow decoder, SGA, two outputs), from
@@ -73,6 +75,9 @@ for r in "${RUNS[@]}"; do
     default4-swa) run default4-swa --image-size 256 --epochs 20 --samples-per-epoch 768 --batch-size 8 \
         --lr 1e-4 --seed 4 --init runs/default2.pt --extents visible,full \
         --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 5 ;;
+    default5-320) run default5-320 --image-size 320 --epochs 12 --samples-per-epoch 768 --batch-size 8 \
+        --lr 1e-4 --seed 5 --init runs/default2.pt --extents visible,full \
+        --set-weight montgomery=2 --set-weight shenzhen=2 --average-from 4 ;;
     default3-swa-ft) run default3-swa-ft --image-size 256 --epochs 6 --samples-per-epoch 768 --batch-size 8 \
         --lr 5e-5 --seed 3 --init runs/default3-swa/best.pt --extents visible,full \
         --set-weight montgomery=2 --set-weight shenzhen=3 --average-from 2 ;;
