@@ -10,7 +10,7 @@
 #               from epoch 5 and the weights of epochs 5-12 averaged (SWA, BatchNorm recomputed)
 #   default4-swa : as default3-swa but 20 epochs, the weights of epochs 5-20 averaged; its
 #               average.pt (not the val-best epoch) is the candidate, decided before training
-#   default5-320 : as default3-swa but at 320 px (the network input side), 12 epochs, the weights
+#   default5-320 : as default3-swa but at 320 px (the network input side), seed 5, the weights
 #               of epochs 4-12 averaged; its average.pt is the candidate, decided before training
 #   default3-swa-ft : default3-swa's best.pt continued for 6 epochs at lr 5e-5, Shenzhen drawn 3/7
 #               of each epoch (Montgomery 2/7, the sick-lung sets 1/7 each), epochs 2-6 averaged
