@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from lungseg.cli import main
@@ -117,3 +118,23 @@ def test_license_file_is_declared_for_the_wheel_and_pytest_reports_skips():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"] == "Apache-2.0" and "LICENSE" in project["project"]["license-files"]
     assert "-rs" in project["tool"]["pytest"]["ini_options"]["addopts"].split()
+
+
+def test_evaluate_threshold_scores_the_masks_cut_there(synthetic_data, tiny_weights, tiny_threshold, tmp_path):
+    from lungseg.api import Segmenter
+    from lungseg.data import find_samples, load_sample
+    from lungseg.metrics import all_metrics
+
+    seg = Segmenter(tiny_weights, device="cpu")
+    samples = find_samples(synthetic_data, "test")
+    for t in (tiny_threshold, 0.5):
+        want = np.mean([all_metrics(seg.analyze(load_sample(s)[0], threshold=t).mask, load_sample(s)[1])["dice"]
+                        for s in samples])
+        got = evaluate([synthetic_data], "test", segmenter=seg, threshold=t)["synthetic"]
+        assert got["threshold"] == t and got["dice_mean"] == pytest.approx(want)
+    r = CliRunner().invoke(main, ["evaluate", str(synthetic_data), "--model", str(tiny_weights), "--device", "cpu",
+                                  "--threshold", str(tiny_threshold), "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["synthetic"]["threshold"] == pytest.approx(tiny_threshold)
+    r = CliRunner().invoke(main, ["evaluate", str(synthetic_data), "--threshold", "1.5"])
+    assert r.exit_code == 2 and "threshold" in r.output

@@ -190,12 +190,14 @@ _GIVEN = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENV
 @click.option("--extent", type=click.Choice(["visible", "full"]), default=None,
               help="Mask convention to score (default: each folder's own: an 'extent' column in index.csv, "
                    "'extent' in the folder's lungseg.json, or the built-in table of known sets; else visible).")
-def evaluate(data_dirs, split, model, device, json_path, out_dir, extent):
+@click.option("--threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Probability cut-off of the masks (default 0.5); sweep it on --split val to pick an operating point.")
+def evaluate(data_dirs, split, model, device, json_path, out_dir, extent, threshold):
     """Dice, IoU, HD95 and ASSD of a model on the SPLIT of DATA_DIRS."""
     from .evaluate import evaluate as run
     from .io import write_bytes_atomic
 
-    summary = run(data_dirs, split, model, device, out_dir, progress=True, extent=extent)
+    summary = run(data_dirs, split, model, device, out_dir, progress=True, extent=extent, threshold=threshold)
     text = json.dumps(summary, indent=2)
     if not json_path:
         click.echo(text)

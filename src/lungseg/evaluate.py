@@ -75,13 +75,15 @@ def quality_summary(rows: list[dict]) -> dict:
 
 def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", out_dir=None,
              n_worst: int = 5, progress: bool = False, segmenter: Segmenter | None = None,
-             extent: str | None = None) -> dict:
+             extent: str | None = None, threshold: float | None = None) -> dict:
     """Evaluate on the ``split`` of each data folder; returns ``{dataset: summary}``.
 
     ``extent``: None scores each image in its folder's own convention; ``visible`` or
     ``full`` scores every image against that output of the model. A model with one output
     only is scored with it against every convention. ``out_dir``: per_image.csv and
     overlays of the ``n_worst`` cases of each dataset. ``progress``: a bar on a terminal.
+    ``threshold``: probability cut-off of the masks (None: the segmenter's, 0.5), to pick an
+    operating point on a val split; each summary records the one used.
     """
     segmenter = segmenter or Segmenter(model, device=device)
     # A one-output model (lungseg 0.1's weights, the naive merged baseline) is scored with
@@ -102,7 +104,7 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
                 log.warning("%s: the mask covers %.0f%% of the image; inverted (lung black)?",
                             s.masks[0] if len(s.masks) == 1 else s.image, 100 * coverage)
             own = extent or s.extent
-            res = segmenter.analyze(image, extent=own if own in segmenter.extents else single)
+            res = segmenter.analyze(image, extent=own if own in segmenter.extents else single, threshold=threshold)
             pred = res.mask
             inside = res.probability[pred > 0]
             rows.append({"dataset": s.dataset, "id": s.id, "extent": own, "tb_label": s.tb_label,
@@ -111,6 +113,7 @@ def evaluate(data_dirs, split: str = "test", model=None, device: str = "auto", o
                          "flags": " ".join(res.flags), "_sample": s, "_pred": pred})
         key = Path(d).resolve().name
         results[key] = _summary(rows)
+        results[key]["threshold"] = segmenter.threshold if threshold is None else threshold
         all_rows += rows
     if len(results) > 1:
         results["pooled"] = {"n": len(all_rows), "quality": quality_summary(all_rows)}
