@@ -127,11 +127,14 @@ def test_evaluate_threshold_scores_the_masks_cut_there(synthetic_data, tiny_weig
 
     seg = Segmenter(tiny_weights, device="cpu")
     samples = find_samples(synthetic_data, "test")
+    scores = []
     for t in (tiny_threshold, 0.5):
         want = np.mean([all_metrics(seg.analyze(load_sample(s)[0], threshold=t).mask, load_sample(s)[1])["dice"]
                         for s in samples])
         got = evaluate([synthetic_data], "test", segmenter=seg, threshold=t)["synthetic"]
         assert got["threshold"] == t and got["dice_mean"] == pytest.approx(want)
+        scores.append(want)
+    assert scores[0] != pytest.approx(scores[1])  # the two cut-offs give different masks, so the check can fail
     r = CliRunner().invoke(main, ["evaluate", str(synthetic_data), "--model", str(tiny_weights), "--device", "cpu",
                                   "--threshold", str(tiny_threshold), "--json", str(tmp_path / "s.json")])
     assert r.exit_code == 0, r.output
